@@ -1,0 +1,70 @@
+/* NDJSON line framer: sans-I/O, no allocation per line.
+ *
+ * Bytes go in (copied with feed(), or read straight into the framer's own
+ * buffer with reserve()/commit()); each complete line comes out through
+ * line_cb as a pointer into the framer's buffer, valid until the callback
+ * returns. Terminators "\n" and "\r\n" are stripped; empty lines are skipped.
+ *
+ * A line longer than max_line bytes (terminator not counted) is never
+ * buffered whole: once it is known to be too long the rest of it is skipped,
+ * the stream resynchronises at the next "\n", and error_cb reports it once,
+ * with the first bytes of the line and its total length.
+ */
+#ifndef CLINK_FRAMER_H
+#define CLINK_FRAMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLINK__FRAMER_PREFIX 64
+
+typedef void (*clink__framer_line_cb)(void *ud, const char *line, size_t len);
+/* err is CLINK_ELINE_TOO_LONG; prefix holds the first prefix_len bytes of the
+ * line; total_len is its full length (terminator not counted). */
+typedef void (*clink__framer_error_cb)(void *ud, int err, const char *prefix,
+                                       size_t prefix_len, uint64_t total_len);
+
+typedef struct clink__framer {
+  char *buf;
+  size_t cap;
+  size_t start;   /* first byte of the pending (incomplete) line */
+  size_t scan;    /* bytes before this offset hold no '\n' */
+  size_t end;     /* end of valid data */
+  size_t max_line;
+  size_t min_read; /* reserve() always offers at least this much */
+  int skipping;   /* inside an over-long line */
+  int stopped;    /* set by clink__framer_stop(): deliver nothing more */
+  uint64_t skipped_total;
+  size_t prefix_len;
+  char prefix[CLINK__FRAMER_PREFIX];
+  clink__framer_line_cb line_cb;
+  clink__framer_error_cb error_cb;
+  void *ud;
+  uint64_t lines;       /* lines delivered */
+  uint64_t long_lines;  /* over-long lines dropped */
+} clink__framer;
+
+/* Allocates the initial buffer. Returns 0 or UV_ENOMEM / UV_EINVAL. */
+int clink__framer_init(clink__framer *f, size_t max_line,
+                       clink__framer_line_cb line_cb,
+                       clink__framer_error_cb error_cb, void *ud);
+void clink__framer_free(clink__framer *f);
+
+/* Copies len bytes in and delivers every line they complete. Returns 0 or
+ * UV_ENOMEM (the framer is then unusable). */
+int clink__framer_feed(clink__framer *f, const char *data, size_t len);
+
+/* Zero-copy input: *p and *len receive writable space (len >= min_read) for the
+ * next read; commit(n) then frames the n bytes written there. */
+int clink__framer_reserve(clink__framer *f, char **p, size_t *len);
+int clink__framer_commit(clink__framer *f, size_t n);
+
+/* End of stream: delivers a final line that had no terminator (or reports it
+ * as too long). */
+void clink__framer_finish(clink__framer *f);
+
+/* Callable from line_cb/error_cb: no further callbacks are made by the
+ * current or any later call. */
+void clink__framer_stop(clink__framer *f);
+
+#endif

@@ -1,0 +1,86 @@
+/* The body of clink_options, shared by the files that read it. */
+#ifndef CLINK_OPTIONS_H
+#define CLINK_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "claudelink.h"
+
+typedef struct clink__strlist {
+  char **v;
+  size_t n;
+} clink__strlist;
+
+typedef struct clink__env_edit {
+  char *name;
+  char *value; /* NULL: remove */
+} clink__env_edit;
+
+struct clink_options {
+  char *cli_path;
+  char *cwd;
+  char *exec_shim;
+  int exec_shim_set; /* 0: use the installed default when it exists */
+  clink__env_edit *env;
+  size_t env_n;
+
+  size_t max_line_bytes;
+  size_t write_queue_bytes;
+  size_t write_queue_lines;
+  size_t stderr_tail_bytes;
+  uint64_t eof_grace_ms;
+  uint64_t term_grace_ms;
+
+  char *system_prompt;
+  char *append_system_prompt;
+  char *model;
+  char *fallback_model;
+  int permission_mode_set;
+  clink_permission_mode permission_mode;
+  char *permission_prompt_tool;
+  unsigned int max_turns;
+  int tools_set;
+  clink__strlist tools;
+  clink__strlist allowed_tools;
+  clink__strlist disallowed_tools;
+  clink__strlist add_dirs;
+  int continue_conversation;
+  char *resume;
+  char *session_id;
+  int fork_session;
+  char *settings;
+  char *mcp_config;
+  int include_partial_messages;
+  int setting_sources_set;
+  char *setting_sources;
+  clink__strlist extra_flags;  /* parallel lists */
+  clink__strlist extra_values; /* entries may be NULL */
+};
+
+/* What the transport needs to start one process, resolved from options. */
+typedef struct clink__spawn_spec {
+  char *file;   /* program to exec (the shim or the CLI) */
+  char **argv;  /* NULL-terminated; argv[0] is the CLI path or the shim */
+  char **env;   /* NULL-terminated KEY=VALUE */
+  char *cwd;    /* may be NULL */
+  char *cli;    /* resolved CLI path */
+  size_t max_line_bytes;
+  size_t write_queue_bytes;
+  size_t write_queue_lines;
+  size_t stderr_tail_bytes;
+  uint64_t eof_grace_ms;
+  uint64_t term_grace_ms;
+} clink__spawn_spec;
+
+/* Resolve the CLI, build argv and environment. On CLINK_ECLI_NOT_FOUND or
+ * CLINK_ECLI_EXEC_DENIED, errbuf says what was searched. */
+int clink__spawn_spec_build(clink__spawn_spec *spec, const clink_options *opts,
+                            char *errbuf, size_t errlen);
+void clink__spawn_spec_free(clink__spawn_spec *spec);
+
+/* Just the CLI flags (without argv[0]); for tests and for the spec. */
+int clink__options_build_args(const clink_options *opts, char ***args_out);
+void clink__strv_free(char **v);
+
+#endif

@@ -1,0 +1,5 @@
+#include "internal.h"
+
+unsigned int clink_version(void) { return CLINK_VERSION_HEX; }
+
+const char *clink_version_string(void) { return CLINK_VERSION_STRING; }

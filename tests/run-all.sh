@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every test, three ways: a plain build, ASan+UBSan, and valgrind.
+# Installs what it needs (Debian 12, as root) and builds from scratch.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bash .ci/install-deps
+out=${CLINK_BUILD_ROOT:-$top/build-tests}
+rm -rf "$out"
+mkdir -p "$out"
+
+status=0
+run() { # name, meson test args...
+  local name=$1; shift
+  echo "== $name"
+  if ! meson test -C "$@" --print-errorlogs; then status=1; fi
+}
+
+meson setup "$out/plain" -Dwerror=true -Dbuildtype=debugoptimized >/dev/null
+meson compile -C "$out/plain" >/dev/null
+run plain "$out/plain"
+run valgrind "$out/plain" --setup valgrind --no-suite script
+
+meson setup "$out/asan" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dbenchmarks=false >/dev/null
+meson compile -C "$out/asan" >/dev/null
+run asan+ubsan "$out/asan" --setup asan
+
+python3 - "$out" <<'PY'
+import json, pathlib, sys
+passed = failed = skipped = 0
+for log in sorted(pathlib.Path(sys.argv[1]).glob('*/meson-logs/testlog*.json')):
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        res = r.get('result')
+        if res in ('OK', 'EXPECTEDFAIL'): passed += 1
+        elif res == 'SKIP': skipped += 1
+        else: failed += 1
+print(f'{passed} passed, {failed} failed, {skipped} skipped')
+PY
+exit $status

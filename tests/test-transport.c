@@ -1,0 +1,523 @@
+/* The subprocess transport against the fake CLI. No sleeps: every test runs
+ * the loop until nothing is left and then counts what happened. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <claudelink.h>
+
+#include "options.h"
+#include "testutil.h"
+#include "transport.h"
+
+typedef struct rec {
+  uv_loop_t loop;
+  clink__transport *t;
+  int lines, assistant, results, control_responses, inits;
+  int long_lines, stderr_lines, drains, exits, closes;
+  int64_t exit_status;
+  int term_signal;
+  int write_ok, write_err, last_write_status;
+  int close_on_line, close_on_exit, close_on_write, close_on_drain;
+  uint64_t total_len;
+  char first_prefix[80];
+} rec;
+
+static rec R;
+static clink_options *opts;
+
+static void on_closed(void *ud) { ((rec *)ud)->closes++; }
+
+static void do_close(rec *r) { ck_assert_int_eq(clink__transport_close(r->t, on_closed, r), 0); }
+
+static int has(const char *line, size_t len, const char *needle) {
+  return memmem(line, len, needle, strlen(needle)) != NULL;
+}
+
+static void on_line(void *ud, const char *line, size_t len) {
+  rec *r = ud;
+  r->lines++;
+  if (has(line, len, "\"type\":\"assistant\"")) r->assistant++;
+  if (has(line, len, "\"type\":\"result\"")) r->results++;
+  if (has(line, len, "\"type\":\"control_response\"")) r->control_responses++;
+  if (has(line, len, "\"subtype\":\"init\"")) r->inits++;
+  ck_assert_ptr_null(memchr(line, '\n', len));
+  if (r->close_on_line && r->lines == r->close_on_line) do_close(r);
+}
+
+static void on_line_error(void *ud, int err, const char *prefix, size_t plen, uint64_t total) {
+  rec *r = ud;
+  ck_assert_int_eq(err, CLINK_ELINE_TOO_LONG);
+  r->long_lines++;
+  r->total_len = total;
+  memcpy(r->first_prefix, prefix, plen < 79 ? plen : 79);
+}
+
+static void on_stderr_line(void *ud, const char *line, size_t len) { ((rec *)ud)->stderr_lines++; }
+
+static void on_drain(void *ud) {
+  rec *r = ud;
+  r->drains++;
+  if (r->close_on_drain) do_close(r);
+}
+
+static void on_exit_cb(void *ud, int64_t status, int sig) {
+  rec *r = ud;
+  r->exits++;
+  r->exit_status = status;
+  r->term_signal = sig;
+  if (r->close_on_exit) do_close(r);
+}
+
+static void on_write(void *ud, int status) {
+  rec *r = ud;
+  if (status == 0)
+    r->write_ok++;
+  else
+    r->write_err++;
+  r->last_write_status = status;
+  if (r->close_on_write && status == 0) do_close(r);
+}
+
+static const clink__transport_cbs CBS = {on_line, on_line_error, on_stderr_line, on_drain,
+                                         on_exit_cb};
+
+static void setup(void) {
+  memset(&R, 0, sizeof(R));
+  ck_assert_int_eq(uv_loop_init(&R.loop), 0);
+  ck_assert_int_eq(clink_options_new(&opts), 0);
+  ck_assert_int_eq(clink_options_set_cli_path(opts, clink_test_fake_cli()), 0);
+  ck_assert_int_eq(clink_options_set_exec_shim(opts, clink_test_exec_shim()), 0);
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, 2000, 2000), 0);
+}
+
+static void teardown(void) {
+  clink_options_free(opts);
+  CLINK_TEST_LOOP_DONE(&R.loop);
+}
+
+static void fake_env(const char *name, const char *value) {
+  ck_assert_int_eq(clink_options_set_env(opts, name, value), 0);
+}
+
+static int spawn(void) {
+  clink__spawn_spec spec;
+  char err[512];
+  int rc = clink__spawn_spec_build(&spec, opts, err, sizeof(err));
+  ck_assert_msg(rc == 0, "spec: %s", err);
+  rc = clink__transport_spawn(&R.t, &R.loop, &spec, &CBS, &R, err, sizeof(err));
+  clink__spawn_spec_free(&spec);
+  return rc;
+}
+
+static void send_line(const char *s) {
+  ck_assert_int_eq(clink__transport_write(R.t, s, strlen(s), on_write, &R), 0);
+}
+
+#define INIT_LINE \
+  "{\"type\":\"control_request\",\"request_id\":\"req_1\",\"request\":{\"subtype\":\"initialize\",\"hooks\":null}}"
+#define USER_LINE \
+  "{\"type\":\"user\",\"session_id\":\"\",\"message\":{\"role\":\"user\",\"content\":\"hi\"},\"parent_tool_use_id\":null}"
+
+START_TEST(one_turn_then_eof_exit) {
+  fake_env("FAKE_MSGS", "5");
+  ck_assert_int_eq(spawn(), 0);
+  ck_assert_int_gt(clink__transport_pid(R.t), 0);
+  send_line(INIT_LINE);
+  send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  /* Nothing is delivered inside the calls. */
+  ck_assert_int_eq(R.write_ok, 0);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.write_ok, 2);
+  ck_assert_int_eq(R.control_responses, 1);
+  ck_assert_int_eq(R.inits, 1);
+  ck_assert_int_eq(R.assistant, 5);
+  ck_assert_int_eq(R.results, 1);
+  ck_assert_int_eq(R.exits, 1);
+  ck_assert_int_eq(R.exit_status, 0);
+  ck_assert_int_eq(R.term_signal, 0);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(many_turns_one_process) {
+  fake_env("FAKE_MSGS", "3");
+  ck_assert_int_eq(spawn(), 0);
+  send_line(INIT_LINE);
+  for (int i = 0; i < 20; i++) send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.results, 20);
+  ck_assert_int_eq(R.assistant, 60);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(over_long_line_is_skipped_and_stream_resyncs) {
+  fake_env("FAKE_LONG_LINE", "300000");
+  ck_assert_int_eq(clink_options_set_max_line_bytes(opts, 100000), 0);
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.long_lines, 1);
+  ck_assert_uint_eq(R.total_len, 300000);
+  ck_assert_int_eq(R.first_prefix[0], '{');
+  ck_assert_int_eq(R.results, 1); /* the line after it arrived intact */
+  ck_assert_int_eq(R.exits, 1);
+}
+END_TEST
+
+START_TEST(garbage_and_blank_lines) {
+  fake_env("FAKE_GARBAGE", "1");
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.results, 1);
+  /* init + garbage lines + keep_alive + assistant + result; blank skipped. */
+  ck_assert_int_ge(R.lines, 5);
+  ck_assert_int_eq(R.exit_status, 0);
+}
+END_TEST
+
+START_TEST(stderr_flood_is_bounded) {
+  fake_env("FAKE_STDERR_FLOOD", "2000000");
+  ck_assert_int_eq(clink_options_set_stderr_tail_bytes(opts, 1000), 0);
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.results, 1);
+  ck_assert_int_gt(R.stderr_lines, 10000);
+  char tail[4096];
+  size_t n = clink__transport_stderr_tail(R.t, tail, sizeof(tail));
+  ck_assert_uint_eq(n, 1000);
+  ck_assert_uint_eq(strlen(tail), 1000);
+  /* A small buffer gets the newest bytes. */
+  char small[11];
+  ck_assert_uint_eq(clink__transport_stderr_tail(R.t, small, sizeof(small)), 10);
+  ck_assert_str_eq(small, tail + 990);
+  do_close(&R);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(crash_by_signal_and_by_exit_code) {
+  fake_env("FAKE_CRASH_AFTER", "2");
+  fake_env("FAKE_CRASH_SIGNAL", "9");
+  fake_env("FAKE_MSGS", "10");
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.assistant, 2);
+  ck_assert_int_eq(R.exits, 1);
+  ck_assert_int_eq(R.term_signal, SIGKILL);
+  ck_assert_int_eq(R.closes, 1);
+
+  memset(&R.lines, 0, sizeof(R) - offsetof(rec, lines));
+  fake_env("FAKE_CRASH_SIGNAL", NULL);
+  fake_env("FAKE_CRASH_EXIT", "3");
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  R.close_on_exit = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.exits, 1);
+  ck_assert_int_eq(R.exit_status, 3);
+  ck_assert_int_eq(R.term_signal, 0);
+}
+END_TEST
+
+START_TEST(write_to_dead_child_is_an_error_not_sigpipe) {
+  signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill this test */
+  fake_env("FAKE_EXIT_IMMEDIATELY", "0");
+  ck_assert_int_eq(spawn(), 0);
+  /* Large writes so some are still queued when the peer is gone. */
+  static char big[200000];
+  memset(big, 'x', sizeof(big));
+  for (int i = 0; i < 50; i++)
+    ck_assert_int_eq(clink__transport_write(R.t, big, sizeof(big), on_write, &R), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.exits, 1);
+  ck_assert_int_gt(R.write_err, 0);
+  ck_assert_int_eq(R.write_ok + R.write_err, 50);
+  ck_assert_msg(R.last_write_status == UV_EPIPE || R.last_write_status == CLINK_EEXITED,
+                "%s", clink_err_name(R.last_write_status));
+  /* After the exit, writes fail at once. */
+  ck_assert_int_eq(clink__transport_write(R.t, "{}", 2, on_write, &R), CLINK_EEXITED);
+  do_close(&R);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(close_escalates_to_sigkill) {
+  fake_env("FAKE_IGNORE_SIGTERM", "1");
+  fake_env("FAKE_HANG_AFTER", "0");
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, 30, 30), 0);
+  ck_assert_int_eq(spawn(), 0);
+  int pid = clink__transport_pid(R.t);
+  send_line(INIT_LINE);
+  send_line(USER_LINE);
+  /* Close once the fake is surely running (it has ignored SIGTERM by then). */
+  R.close_on_line = 2;
+  uint64_t t0 = uv_hrtime();
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.exits, 0); /* exit after close is not reported */
+  ck_assert_uint_ge(ms, 60);    /* both grace periods ran (lower bound only) */
+  /* Reaped by libuv: not our zombie. */
+  ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), -1);
+}
+END_TEST
+
+START_TEST(close_sends_eof_first) {
+  /* A healthy child exits on EOF within the grace period: no signal needed. */
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, 10000, 10000), 0);
+  ck_assert_int_eq(spawn(), 0);
+  send_line(INIT_LINE);
+  R.close_on_line = 1;
+  uint64_t t0 = uv_hrtime();
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_uint_lt(ms, 10000);
+}
+END_TEST
+
+START_TEST(close_cancels_pending_writes_and_is_deferred) {
+  fake_env("FAKE_STARTUP_DELAY_MS", "200");
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, 0, 1000), 0);
+  ck_assert_int_eq(spawn(), 0);
+  for (int i = 0; i < 5; i++) send_line(USER_LINE);
+  do_close(&R);
+  ck_assert_int_eq(clink__transport_close(R.t, on_closed, &R), UV_EBUSY);
+  ck_assert_int_eq(clink__transport_write(R.t, "{}", 2, on_write, &R), CLINK_ECLOSING);
+  ck_assert_int_eq(R.closes, 0);
+  ck_assert_int_eq(R.write_err, 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.write_err, 5);
+  ck_assert_int_eq(R.last_write_status, UV_ECANCELED);
+  ck_assert_int_eq(R.lines, 0);
+}
+END_TEST
+
+START_TEST(close_from_line_callback_stops_delivery) {
+  fake_env("FAKE_MSGS", "1000");
+  ck_assert_int_eq(spawn(), 0);
+  send_line(USER_LINE);
+  R.close_on_line = 3;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.lines, 3);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(write_queue_limit_and_drain) {
+  ck_assert_int_eq(clink_options_set_write_queue_limits(opts, 1 << 20, 2), 0);
+  ck_assert_int_eq(spawn(), 0);
+  send_line(INIT_LINE);
+  send_line(USER_LINE);
+  ck_assert_int_eq(clink__transport_write(R.t, "{}", 2, on_write, &R), CLINK_EWRITE_QUEUE_FULL);
+  size_t bytes, lines;
+  clink__transport_write_queue(R.t, &bytes, &lines);
+  ck_assert_uint_eq(lines, 2);
+  ck_assert_uint_eq(bytes, strlen(INIT_LINE) + strlen(USER_LINE) + 2);
+  ck_assert_int_eq(clink__transport_write(R.t, "a\nb", 3, on_write, &R), UV_EINVAL);
+  ck_assert_int_eq(clink__transport_write(R.t, "", 0, on_write, &R), UV_EINVAL);
+  R.close_on_drain = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.drains, 1);
+  ck_assert_int_eq(R.write_ok, 2);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+START_TEST(exec_failure_is_a_return_value) {
+  clink__spawn_spec spec;
+  ck_assert_int_eq(clink_options_set_exec_shim(opts, NULL), 0);
+  ck_assert_int_eq(clink__spawn_spec_build(&spec, opts, NULL, 0), 0);
+  /* Bypass discovery: exec itself must fail. */
+  free(spec.file);
+  spec.file = strdup("/nonexistent/claude");
+  char err[512];
+  int rc = clink__transport_spawn(&R.t, &R.loop, &spec, &CBS, &R, err, sizeof(err));
+  ck_assert_int_eq(rc, CLINK_ESPAWN);
+  ck_assert_msg(strstr(err, "/nonexistent/claude") != NULL, "%s", err);
+  clink__spawn_spec_free(&spec);
+
+  /* A missing working directory fails the same way. */
+  ck_assert_int_eq(clink_options_set_cwd(opts, "/nonexistent-dir"), 0);
+  ck_assert_int_eq(clink__spawn_spec_build(&spec, opts, NULL, 0), 0);
+  rc = clink__transport_spawn(&R.t, &R.loop, &spec, &CBS, &R, err, sizeof(err));
+  ck_assert_int_eq(rc, CLINK_ESPAWN);
+  ck_assert_msg(strstr(err, "/nonexistent-dir") != NULL, "%s", err);
+  clink__spawn_spec_free(&spec);
+  /* teardown checks that the internal handles closed. */
+}
+END_TEST
+
+START_TEST(exec_shim_passes_argv_and_env) {
+  fake_env("FAKE_PRINT_ARGV", "1");
+  setenv("CLAUDECODE", "1", 1); /* inherited: must not reach the child */
+  ck_assert_int_eq(clink_options_set_model(opts, "--evil"), 0);
+  ck_assert_int_eq(spawn(), 0);
+  ck_assert_int_eq(clink__transport_end_input(R.t), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  char tail[8192];
+  clink__transport_stderr_tail(R.t, tail, sizeof(tail));
+  ck_assert_msg(strstr(tail, "\"--model=--evil\"") != NULL, "%s", tail);
+  ck_assert_msg(strstr(tail, "\"CLAUDE_CODE_ENTRYPOINT\":\"sdk-c\"") != NULL, "%s", tail);
+  ck_assert_msg(strstr(tail, "\"CLAUDECODE\":null") != NULL, "%s", tail);
+  ck_assert_int_eq(R.exit_status, 0);
+  do_close(&R);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+}
+END_TEST
+
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+static int count_children(void) {
+  int n = 0;
+  char path[300], buf[512];
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (fgets(buf, sizeof(buf), f)) {
+      char *p = strrchr(buf, ')');
+      int ppid = 0;
+      char state;
+      if (p && sscanf(p + 2, "%c %d", &state, &ppid) == 2 && ppid == getpid()) n++;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+static void spawn_init_close(void) {
+  ck_assert_int_eq(spawn(), 0);
+  send_line(INIT_LINE);
+  R.close_on_line = 1;
+  R.lines = 0;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+}
+
+START_TEST(thousand_spawn_close_cycles_leak_nothing) {
+  /* libuv opens its SIGCHLD plumbing on the first spawn: warm it up. */
+  spawn_init_close();
+  int fds0 = count_fds();
+  int kids0 = count_children();
+  for (int i = 1; i <= 1000; i++) {
+    spawn_init_close();
+    ck_assert_int_eq(R.closes, i + 1);
+  }
+  ck_assert_int_eq(count_fds(), fds0);
+  ck_assert_int_eq(count_children(), kids0);
+}
+END_TEST
+
+/* The host dies by SIGKILL: the shim's parent-death signal must take the CLI
+ * with it. The test adopts orphans (subreaper) so it can wait for the CLI. */
+START_TEST(child_dies_with_its_host) {
+  ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  int pfd[2];
+  ck_assert_int_eq(pipe(pfd), 0);
+  pid_t host = fork();
+  ck_assert_int_ge(host, 0);
+  if (host == 0) {
+    /* The host: spawns a CLI that answers initialize and then hangs (neither
+     * reading nor writing), reports its pid once it is surely running. */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    clink_options_set_env(opts, "FAKE_HANG_AFTER", "0");
+    clink__spawn_spec spec;
+    if (clink__spawn_spec_build(&spec, opts, NULL, 0) != 0) _exit(2);
+    if (clink__transport_spawn(&R.t, &loop, &spec, &CBS, &R, NULL, 0) != 0) _exit(3);
+    send_line(INIT_LINE);
+    send_line(USER_LINE);
+    while (R.lines < 2) uv_run(&loop, UV_RUN_ONCE);
+    int pid = clink__transport_pid(R.t);
+    if (write(pfd[1], &pid, sizeof(pid)) != sizeof(pid)) _exit(4);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    _exit(5);
+  }
+  close(pfd[1]);
+  int cli = 0;
+  ck_assert_int_eq(read(pfd[0], &cli, sizeof(cli)), sizeof(cli));
+  close(pfd[0]);
+  ck_assert_int_eq(kill(host, SIGKILL), 0);
+  int st;
+  ck_assert_int_eq(waitpid(host, &st, 0), host);
+  /* Blocks until the orphaned CLI dies; the case timeout fails it otherwise. */
+  ck_assert_int_eq(waitpid(cli, &st, 0), cli);
+  ck_assert_msg(WIFSIGNALED(st), "exited %d", WEXITSTATUS(st));
+  ck_assert_int_eq(WTERMSIG(st), SIGKILL);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("transport");
+  TCase *tc = tcase_create("stream");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, one_turn_then_eof_exit);
+  tcase_add_test(tc, many_turns_one_process);
+  tcase_add_test(tc, over_long_line_is_skipped_and_stream_resyncs);
+  tcase_add_test(tc, garbage_and_blank_lines);
+  tcase_add_test(tc, stderr_flood_is_bounded);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("exit");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, crash_by_signal_and_by_exit_code);
+  tcase_add_test(tc, write_to_dead_child_is_an_error_not_sigpipe);
+  tcase_add_test(tc, exec_failure_is_a_return_value);
+  tcase_add_test(tc, exec_shim_passes_argv_and_env);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("close");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, close_escalates_to_sigkill);
+  tcase_add_test(tc, close_sends_eof_first);
+  tcase_add_test(tc, close_cancels_pending_writes_and_is_deferred);
+  tcase_add_test(tc, close_from_line_callback_stops_delivery);
+  tcase_add_test(tc, write_queue_limit_and_drain);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("lifetime");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, thousand_spawn_close_cycles_leak_nothing);
+  tcase_add_test(tc, child_dies_with_its_host);
+  suite_add_tcase(s, tc);
+  return clink_test_run(s);
+}
