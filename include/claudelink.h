@@ -246,6 +246,186 @@ CLINK_EXTERN double clink_msg_result_total_cost_usd(const clink_msg *msg);
 CLINK_EXTERN const struct cJSON *clink_msg_result_usage(const clink_msg *msg);
 CLINK_EXTERN const struct cJSON *clink_msg_result_permission_denials(const clink_msg *msg);
 
+/* --------------------------------------------------------------- client */
+
+/* One `claude` process and its conversation, driven over stream-json.
+ *
+ * Lifecycle: DISCONNECTED -> CONNECTING -> CONNECTED -> CLOSING -> CLOSED,
+ * with ERROR when the process fails (connect may be called again from ERROR).
+ * Turns run one at a time: a query made while a turn runs waits in a bounded
+ * queue (CLINK_EQUEUE_FULL past it) and is written when the turn before it
+ * ends, so every query gets exactly its own messages and result. */
+typedef struct clink_client clink_client;
+/* An inbound control request from the CLI (can_use_tool, hook_callback,
+ * mcp_message). It must be answered exactly once; answering frees it. It may
+ * be answered later, asynchronously, and stays valid until answered, even
+ * after its client closed (the answer then returns CLINK_ECLOSING). */
+typedef struct clink_request clink_request;
+
+typedef enum clink_client_state {
+  CLINK_CLIENT_DISCONNECTED = 0,
+  CLINK_CLIENT_CONNECTING = 1,
+  CLINK_CLIENT_CONNECTED = 2,
+  CLINK_CLIENT_CLOSING = 3,
+  CLINK_CLIENT_CLOSED = 4,
+  CLINK_CLIENT_ERROR = 5
+} clink_client_state;
+
+CLINK_EXTERN const char *clink_client_state_name(clink_client_state state);
+
+/* Called for every message of a turn (msg borrowed until return). */
+typedef void (*clink_message_cb)(clink_client *client, const clink_msg *msg, void *ud);
+/* The turn ended. status: 0; CLINK_ETURN_FAILED (result has is_error, e.g. an
+ * API error or an interrupted turn); CLINK_EEXITED (the process died first);
+ * UV_ECANCELED (client closed before the turn ran). result is NULL unless the
+ * CLI sent one. */
+typedef void (*clink_turn_cb)(clink_client *client, int status, const clink_msg *result,
+                              void *ud);
+/* connect finished: 0 (CONNECTED), or CLINK_EINIT_TIMEOUT, CLINK_EEXITED... */
+typedef void (*clink_connect_cb)(clink_client *client, int status, void *ud);
+/* An outbound control request finished. status: 0, CLINK_ECONTROL_ERROR (the
+ * CLI's error text is in response), CLINK_ECONTROL_TIMEOUT, CLINK_EEXITED,
+ * UV_ECANCELED. response is borrowed, NULL unless one arrived. */
+typedef void (*clink_control_cb)(clink_client *client, int status,
+                                 const clink_msg *response, void *ud);
+typedef void (*clink_close_cb)(clink_client *client, void *ud);
+typedef void (*clink_state_cb)(clink_client *client, clink_client_state from,
+                               clink_client_state to, void *ud);
+/* A problem that does not stop the stream: CLINK_EBAD_JSON (detail holds the
+ * start of the line), CLINK_ELINE_TOO_LONG, CLINK_EPROTOCOL. */
+typedef void (*clink_error_cb)(clink_client *client, int err, const char *detail, void *ud);
+/* A message outside any turn (e.g. a system message after a result). */
+typedef void (*clink_unsolicited_cb)(clink_client *client, const clink_msg *msg, void *ud);
+/* One stderr line of the CLI (borrowed). */
+typedef void (*clink_stderr_cb)(clink_client *client, const char *line, size_t len, void *ud);
+/* An inbound control request; answer with clink_request_*(). */
+typedef void (*clink_request_cb)(clink_client *client, clink_request *req, void *ud);
+
+/* Client knobs on the options object (copied into each client). */
+#define CLINK_DEFAULT_CONNECT_TIMEOUT_MS 60000
+#define CLINK_DEFAULT_CONTROL_TIMEOUT_MS 60000
+#define CLINK_DEFAULT_CLOSE_TURN_WAIT_MS 10000
+#define CLINK_DEFAULT_MAX_QUEUED_QUERIES 64
+#define CLINK_DEFAULT_MAX_CONTROL_INFLIGHT 64
+
+CLINK_EXTERN int clink_options_set_connect_timeout_ms(clink_options *opts, uint64_t ms);
+CLINK_EXTERN int clink_options_set_control_timeout_ms(clink_options *opts, uint64_t ms);
+/* How long close waits for a running turn to end before stopping the CLI. */
+CLINK_EXTERN int clink_options_set_close_turn_wait_ms(clink_options *opts, uint64_t ms);
+CLINK_EXTERN int clink_options_set_max_queued_queries(clink_options *opts, size_t n);
+CLINK_EXTERN int clink_options_set_max_control_inflight(clink_options *opts, size_t n);
+CLINK_EXTERN int clink_options_set_stderr_cb(clink_options *opts, clink_stderr_cb cb, void *ud);
+/* Permission prompts arrive as can_use_tool requests (sets
+ * --permission-prompt-tool=stdio). Without a handler the CLI decides alone. */
+CLINK_EXTERN int clink_options_set_permission_cb(clink_options *opts, clink_request_cb cb,
+                                                 void *ud);
+/* Registers a hook sent in initialize: event such as "PreToolUse", matcher
+ * such as "Bash" (NULL = all), timeout_s 0 = the CLI's default. Returns the
+ * hook's index n >= 0; its requests carry callback id "hook_<n>". */
+CLINK_EXTERN int clink_options_add_hook(clink_options *opts, const char *event,
+                                        const char *matcher, unsigned int timeout_s);
+CLINK_EXTERN int clink_options_set_hook_cb(clink_options *opts, clink_request_cb cb, void *ud);
+/* In-process MCP servers: mcp_message requests. Without a handler the CLI
+ * gets a JSON-RPC "server not found" error. */
+CLINK_EXTERN int clink_options_set_mcp_cb(clink_options *opts, clink_request_cb cb, void *ud);
+/* Extra members for the initialize request, as a JSON object text (e.g.
+ * {"agents":{...}}). */
+CLINK_EXTERN int clink_options_set_initialize_extra(clink_options *opts, const char *json_object);
+
+CLINK_EXTERN int clink_client_new(clink_client **out, uv_loop_t *loop,
+                                  const clink_options *opts);
+CLINK_EXTERN void clink_client_set_user_data(clink_client *client, void *ud);
+CLINK_EXTERN void *clink_client_get_user_data(const clink_client *client);
+CLINK_EXTERN void clink_client_set_state_cb(clink_client *client, clink_state_cb cb, void *ud);
+CLINK_EXTERN void clink_client_set_error_cb(clink_client *client, clink_error_cb cb, void *ud);
+CLINK_EXTERN void clink_client_set_unsolicited_cb(clink_client *client,
+                                                  clink_unsolicited_cb cb, void *ud);
+
+/* Spawns the CLI and runs the initialize handshake under the connect
+ * timeout. Errors known at once are returned (CLINK_ECLI_NOT_FOUND,
+ * CLINK_ECLI_EXEC_DENIED, CLINK_ESPAWN, CLINK_ECLOSING, UV_EBUSY when not
+ * DISCONNECTED or ERROR); see clink_client_last_error(). */
+CLINK_EXTERN int clink_client_connect(clink_client *client, clink_connect_cb cb, void *ud);
+
+/* One turn with a text prompt. on_message may be NULL. Legal while
+ * CONNECTING (queued until connected) or CONNECTED. */
+CLINK_EXTERN int clink_client_query(clink_client *client, const char *prompt,
+                                    clink_message_cb on_message, clink_turn_cb on_done,
+                                    void *ud);
+/* One turn whose content is a JSON array of content blocks (text). */
+CLINK_EXTERN int clink_client_query_blocks(clink_client *client, const char *content_json,
+                                           clink_message_cb on_message,
+                                           clink_turn_cb on_done, void *ud);
+
+CLINK_EXTERN int clink_client_interrupt(clink_client *client, clink_control_cb cb, void *ud);
+CLINK_EXTERN int clink_client_set_permission_mode(clink_client *client,
+                                                  clink_permission_mode mode,
+                                                  clink_control_cb cb, void *ud);
+/* model NULL: the session's default. */
+CLINK_EXTERN int clink_client_set_model(clink_client *client, const char *model,
+                                        clink_control_cb cb, void *ud);
+/* Any other control request: subtype plus its fields as a JSON object text
+ * (NULL for none), e.g. "mcp_status" or "get_context_usage". */
+CLINK_EXTERN int clink_client_control(clink_client *client, const char *subtype,
+                                      const char *fields_json, clink_control_cb cb,
+                                      void *ud);
+
+/* The one async close: queued queries and control requests fail with
+ * UV_ECANCELED, a running turn may finish (close_turn_wait_ms), then the
+ * process is stopped (stdin EOF, grace, SIGTERM, grace, SIGKILL) and reaped.
+ * cb runs once, from the loop; the client is freed after it returns. Legal
+ * from any callback. UV_EBUSY on a second call. */
+CLINK_EXTERN int clink_client_close(clink_client *client, clink_close_cb cb, void *ud);
+
+CLINK_EXTERN clink_client_state clink_client_get_state(const clink_client *client);
+/* The CLI's session id (from its messages); NULL before the first turn. */
+CLINK_EXTERN const char *clink_client_session_id(const clink_client *client);
+/* The initialize response (borrowed; NULL before CONNECTED). */
+CLINK_EXTERN const clink_msg *clink_client_server_info(const clink_client *client);
+/* Text of the last failure: what was searched, the exit status, the stderr
+ * tail, the last error result. Valid until the next call on the client. */
+CLINK_EXTERN const char *clink_client_last_error(const clink_client *client);
+CLINK_EXTERN int clink_client_pid(const clink_client *client);
+
+/* Per-client counters. struct_size must be set by the caller (ABI growth). */
+typedef struct clink_client_metrics {
+  size_t struct_size;
+  uint64_t connect_ms;       /* spawn to initialize response */
+  uint64_t uptime_ms;        /* since connected */
+  uint64_t last_activity_ms; /* since the last line in or out */
+  uint64_t messages_in, messages_out;
+  uint64_t bytes_in, bytes_out;
+  uint64_t turns_ok, turns_failed;
+  uint64_t errors;           /* every error reported, any code */
+  uint64_t control_requests, control_timeouts;
+  uint64_t spawns;
+} clink_client_metrics;
+CLINK_EXTERN int clink_client_get_metrics(const clink_client *client,
+                                          clink_client_metrics *out);
+/* How many times err was reported by this client. */
+CLINK_EXTERN uint64_t clink_client_error_count(const clink_client *client, int err);
+
+/* Inbound requests. */
+CLINK_EXTERN const char *clink_request_subtype(const clink_request *req);
+/* The whole control_request message (borrowed from the request). */
+CLINK_EXTERN const clink_msg *clink_request_msg(const clink_request *req);
+/* request.<name> for convenience: tool_name, input, callback_id... */
+CLINK_EXTERN const struct cJSON *clink_request_field(const clink_request *req,
+                                                     const char *name);
+CLINK_EXTERN clink_client *clink_request_client(const clink_request *req);
+/* The CLI withdrew the request (control_cancel_request); answering still
+ * frees it, without writing anything. */
+CLINK_EXTERN int clink_request_is_cancelled(const clink_request *req);
+/* can_use_tool answers. updated_input_json: a JSON object text, or NULL to
+ * keep the tool's input; updated_permissions_json: a JSON array text or NULL. */
+CLINK_EXTERN int clink_request_allow(clink_request *req, const char *updated_input_json,
+                                     const char *updated_permissions_json);
+CLINK_EXTERN int clink_request_deny(clink_request *req, const char *message, int interrupt);
+/* Generic answers: a success payload (JSON object text, or NULL for {}), or
+ * an error. */
+CLINK_EXTERN int clink_request_respond(clink_request *req, const char *response_json);
+CLINK_EXTERN int clink_request_fail(clink_request *req, const char *message);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,7 +45,7 @@ static void report_long_line(clink__framer *f) {
 /* Accounts n more bytes of the over-long line being skipped, topping up the
  * prefix until it holds CLINK__FRAMER_PREFIX bytes. */
 static void skip_bytes(clink__framer *f, const char *p, size_t n) {
-  size_t k = CLINK__FRAMER_PREFIX - f->prefix_len - 1;
+  size_t k = CLINK__FRAMER_PREFIX - f->prefix_len;
   if (k > n) k = n;
   memcpy(f->prefix + f->prefix_len, p, k);
   f->prefix_len += k;

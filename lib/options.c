@@ -1,6 +1,9 @@
 #include "options.h"
 
 #include <stddef.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
 
 #include "internal.h"
 
@@ -14,6 +17,11 @@ int clink_options_new(clink_options **out) {
   o->stderr_tail_bytes = CLINK_DEFAULT_STDERR_TAIL_BYTES;
   o->eof_grace_ms = CLINK_DEFAULT_EOF_GRACE_MS;
   o->term_grace_ms = CLINK_DEFAULT_TERM_GRACE_MS;
+  o->connect_timeout_ms = CLINK_DEFAULT_CONNECT_TIMEOUT_MS;
+  o->control_timeout_ms = CLINK_DEFAULT_CONTROL_TIMEOUT_MS;
+  o->close_turn_wait_ms = CLINK_DEFAULT_CLOSE_TURN_WAIT_MS;
+  o->max_queued_queries = CLINK_DEFAULT_MAX_QUEUED_QUERIES;
+  o->max_control_inflight = CLINK_DEFAULT_MAX_CONTROL_INFLIGHT;
   *out = o;
   return 0;
 }
@@ -55,11 +63,14 @@ static const size_t str_fields[] = {
     offsetof(clink_options, resume),         offsetof(clink_options, session_id),
     offsetof(clink_options, settings),       offsetof(clink_options, mcp_config),
     offsetof(clink_options, setting_sources),
+    offsetof(clink_options, initialize_extra),
 };
 static const size_t list_fields[] = {
     offsetof(clink_options, tools),         offsetof(clink_options, allowed_tools),
     offsetof(clink_options, disallowed_tools), offsetof(clink_options, add_dirs),
     offsetof(clink_options, extra_flags),   offsetof(clink_options, extra_values),
+    offsetof(clink_options, hook_events),   offsetof(clink_options, hook_matchers),
+    offsetof(clink_options, hook_timeouts),
 };
 #define STR_FIELD(o, off) ((char **)((char *)(o) + (off)))
 #define LIST_FIELD(o, off) ((clink__strlist *)((char *)(o) + (off)))
@@ -310,4 +321,96 @@ int clink_options_add_extra_arg(clink_options *o, const char *flag, const char *
     clink__free(o->extra_flags.v[o->extra_flags.n]);
   }
   return rc;
+}
+
+int clink_options_set_connect_timeout_ms(clink_options *o, uint64_t ms) {
+  CHECK_OPTS(o);
+  if (ms == 0) return UV_EINVAL;
+  o->connect_timeout_ms = ms;
+  return 0;
+}
+
+int clink_options_set_control_timeout_ms(clink_options *o, uint64_t ms) {
+  CHECK_OPTS(o);
+  if (ms == 0) return UV_EINVAL;
+  o->control_timeout_ms = ms;
+  return 0;
+}
+
+int clink_options_set_close_turn_wait_ms(clink_options *o, uint64_t ms) {
+  CHECK_OPTS(o);
+  o->close_turn_wait_ms = ms;
+  return 0;
+}
+
+int clink_options_set_max_queued_queries(clink_options *o, size_t n) {
+  CHECK_OPTS(o);
+  if (n == 0) return UV_EINVAL;
+  o->max_queued_queries = n;
+  return 0;
+}
+
+int clink_options_set_max_control_inflight(clink_options *o, size_t n) {
+  CHECK_OPTS(o);
+  if (n == 0 || n > 4096) return UV_EINVAL;
+  o->max_control_inflight = n;
+  return 0;
+}
+
+int clink_options_set_stderr_cb(clink_options *o, clink_stderr_cb cb, void *ud) {
+  CHECK_OPTS(o);
+  o->stderr_cb = cb;
+  o->stderr_ud = ud;
+  return 0;
+}
+
+int clink_options_set_permission_cb(clink_options *o, clink_request_cb cb, void *ud) {
+  CHECK_OPTS(o);
+  o->permission_cb = cb;
+  o->permission_ud = ud;
+  return 0;
+}
+
+int clink_options_set_hook_cb(clink_options *o, clink_request_cb cb, void *ud) {
+  CHECK_OPTS(o);
+  o->hook_cb = cb;
+  o->hook_ud = ud;
+  return 0;
+}
+
+int clink_options_set_mcp_cb(clink_options *o, clink_request_cb cb, void *ud) {
+  CHECK_OPTS(o);
+  o->mcp_cb = cb;
+  o->mcp_ud = ud;
+  return 0;
+}
+
+int clink_options_add_hook(clink_options *o, const char *event, const char *matcher,
+                           unsigned int timeout_s) {
+  CHECK_OPTS(o);
+  if (event == NULL || event[0] == '\0') return UV_EINVAL;
+  if (o->hook_events.n >= 1024) return UV_EINVAL;
+  char t[16];
+  snprintf(t, sizeof(t), "%u", timeout_s);
+  size_t n = o->hook_events.n;
+  if (strlist_push(&o->hook_events, event) != 0) return UV_ENOMEM;
+  if (strlist_push(&o->hook_matchers, matcher) != 0 ||
+      strlist_push(&o->hook_timeouts, t) != 0) {
+    /* Keep the three lists the same length. */
+    while (o->hook_matchers.n > n) clink__free(o->hook_matchers.v[--o->hook_matchers.n]);
+    clink__free(o->hook_events.v[--o->hook_events.n]);
+    return UV_ENOMEM;
+  }
+  return (int)n;
+}
+
+int clink_options_set_initialize_extra(clink_options *o, const char *json_object) {
+  CHECK_OPTS(o);
+  if (json_object != NULL) {
+    cJSON *j = cJSON_Parse(json_object);
+    int ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    if (!ok) return UV_EINVAL;
+  }
+  return clink__set_str(&o->initialize_extra, json_object);
 }

@@ -56,6 +56,25 @@ struct clink_options {
   char *setting_sources;
   clink__strlist extra_flags;  /* parallel lists */
   clink__strlist extra_values; /* entries may be NULL */
+
+  /* client */
+  uint64_t connect_timeout_ms;
+  uint64_t control_timeout_ms;
+  uint64_t close_turn_wait_ms;
+  size_t max_queued_queries;
+  size_t max_control_inflight;
+  clink_stderr_cb stderr_cb;
+  void *stderr_ud;
+  clink_request_cb permission_cb;
+  void *permission_ud;
+  clink_request_cb hook_cb;
+  void *hook_ud;
+  clink_request_cb mcp_cb;
+  void *mcp_ud;
+  clink__strlist hook_events; /* parallel lists, one entry per hook */
+  clink__strlist hook_matchers;  /* entries may be NULL */
+  clink__strlist hook_timeouts;  /* decimal seconds, "0" = default */
+  char *initialize_extra;        /* JSON object text */
 };
 
 /* What the transport needs to start one process, resolved from options. */

@@ -103,7 +103,10 @@ static void build_args(strv *s, const clink_options *o) {
   if (o->disallowed_tools.n) push_joined(s, "--disallowedTools", &o->disallowed_tools);
   if (o->model) push_flag_value(s, "--model", o->model);
   if (o->fallback_model) push_flag_value(s, "--fallback-model", o->fallback_model);
-  if (o->permission_prompt_tool)
+  /* A permission handler means prompts come to us as can_use_tool. */
+  if (o->permission_cb)
+    push_flag_value(s, "--permission-prompt-tool", "stdio");
+  else if (o->permission_prompt_tool)
     push_flag_value(s, "--permission-prompt-tool", o->permission_prompt_tool);
   if (o->permission_mode_set)
     push_flag_value(s, "--permission-mode", permission_mode_name(o->permission_mode));
