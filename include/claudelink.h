@@ -13,7 +13,10 @@
  * - Objects are allocated by the library; destructors accept NULL.
  * - Strings passed in are copied unless stated otherwise.
  * - The library never runs the loop, never installs signal handlers and keeps no
- *   global state. Do not call waitpid(-1, ...) in the host: libuv reaps children.
+ *   global state of its own. Do not call waitpid(-1, ...) in the host: libuv
+ *   reaps children. (cJSON, which parses every line, records its last error
+ *   position in a process-global: hosts that also use cJSON from other threads
+ *   should not rely on cJSON_GetErrorPtr().)
  */
 #ifndef CLAUDELINK_H
 #define CLAUDELINK_H
@@ -202,19 +205,24 @@ typedef enum clink_block_kind {
  * not an object), CLINK_EPROTOCOL (no string "type") or UV_ENOMEM. The line
  * is copied. */
 CLINK_EXTERN int clink_msg_parse(clink_msg **out, const char *line, size_t len);
-/* Takes a reference the caller owns (for a borrowed message this may be a new
- * object holding a copy). NULL on UV_ENOMEM. */
-CLINK_EXTERN clink_msg *clink_msg_ref(clink_msg *msg);
+/* Takes a reference the caller owns: the same object for a message that is
+ * already owned, a new object holding a copy for a borrowed one (those handed
+ * to callbacks). NULL on UV_ENOMEM. */
+CLINK_EXTERN clink_msg *clink_msg_ref(const clink_msg *msg);
+/* Drops a reference; a no-op on a borrowed message. */
 CLINK_EXTERN void clink_msg_unref(clink_msg *msg);
 
 CLINK_EXTERN clink_msg_kind clink_msg_get_kind(const clink_msg *msg);
-/* Common fields; NULL when absent. Strings live as long as the message. */
+/* Common top-level fields; NULL when absent (control requests and responses
+ * keep their subtype inside "request"/"response": see clink_msg_json()).
+ * Strings live as long as the message. */
 CLINK_EXTERN const char *clink_msg_type(const clink_msg *msg);
 CLINK_EXTERN const char *clink_msg_subtype(const clink_msg *msg);
 CLINK_EXTERN const char *clink_msg_session_id(const clink_msg *msg);
 CLINK_EXTERN const char *clink_msg_uuid(const clink_msg *msg);
 CLINK_EXTERN const char *clink_msg_parent_tool_use_id(const clink_msg *msg);
-/* The line exactly as received. */
+/* The line exactly as received. Use *len: a borrowed message's bytes are not
+ * NUL-terminated (an owned one's are). */
 CLINK_EXTERN const char *clink_msg_raw(const clink_msg *msg, size_t *len);
 /* The whole object, for everything without an accessor. */
 CLINK_EXTERN const struct cJSON *clink_msg_json(const clink_msg *msg);

@@ -116,7 +116,7 @@ void clink__client_request_dispatch(clink_client *c, const clink_msg *m) {
     return;
   }
   clink_request *r = clink__calloc(1, sizeof(*r));
-  clink_msg *ref = r ? clink_msg_ref((clink_msg *)m) : NULL;
+  clink_msg *ref = r ? clink_msg_ref(m) : NULL;
   if (ref == NULL) {
     clink__free(r);
     reply_error_now(c, id, "out of memory", NULL);

@@ -433,13 +433,16 @@ void clink__msg_clear(clink_msg *m) {
   memset(m, 0, sizeof(*m));
 }
 
-clink_msg *clink_msg_ref(clink_msg *msg) {
-  if (msg == NULL) return NULL;
-  if (msg->refcount > 0) {
+clink_msg *clink_msg_ref(const clink_msg *cmsg) {
+  if (cmsg == NULL) return NULL;
+  if (cmsg->refcount > 0) {
+    /* Heap messages are only logically const: the count is bookkeeping. */
+    clink_msg *msg = (clink_msg *)cmsg;
     if (msg->refcount == UINT_MAX) return NULL;
     msg->refcount++;
     return msg;
   }
+  const clink_msg *msg = cmsg;
   /* Borrowed: a heap copy of the line, parsed again (cheaper than it looks:
    * cJSON_Duplicate() makes the same allocations). */
   if (msg->root == NULL) return NULL;

@@ -504,7 +504,7 @@ static void on_initialized(void *ud, int status, const clink_msg *response) {
   void *cb_ud = c->connect_ud;
   c->connect_cb = NULL;
   if (status == 0) {
-    c->server_info = clink_msg_ref((clink_msg *)response);
+    c->server_info = clink_msg_ref(response);
     c->connected_at_ms = now_ms(c);
     c->m.connect_ms = c->connected_at_ms - c->spawned_at_ms;
     set_state(c, CLINK_CLIENT_CONNECTED);
