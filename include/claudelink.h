@@ -60,7 +60,8 @@ extern "C" {
   XX(PROTOCOL, -20015, "protocol violation")                                   \
   XX(CIRCUIT_OPEN, -20016, "circuit breaker open")                             \
   XX(RETRY_EXHAUSTED, -20017, "retries exhausted")                             \
-  XX(INTERRUPTED, -20018, "turn interrupted")
+  XX(INTERRUPTED, -20018, "turn interrupted")                                 \
+  XX(BUDGET_EXHAUSTED, -20019, "retry budget exhausted")
 
 typedef enum clink_errno {
 #define CLINK__ERR_ENUM(name, value, msg) CLINK_E##name = value,
@@ -433,6 +434,206 @@ CLINK_EXTERN int clink_request_deny(clink_request *req, const char *message, int
  * an error. */
 CLINK_EXTERN int clink_request_respond(clink_request *req, const char *response_json);
 CLINK_EXTERN int clink_request_fail(clink_request *req, const char *message);
+
+/* ---------------------------------------------------------- retry policy */
+
+/* Retry and backoff, as pure code: time comes in as now_ms, delays come out;
+ * randomness is a seeded generator, so runs are reproducible. No allocation
+ * after creation. */
+typedef struct clink_retry_policy clink_retry_policy; /* configuration */
+typedef struct clink_retry clink_retry;               /* one owner's state */
+
+typedef enum clink_jitter {
+  CLINK_JITTER_NONE = 0,
+  CLINK_JITTER_FULL = 1,        /* U(0, d) */
+  CLINK_JITTER_EQUAL = 2,       /* d/2 + U(0, d/2) */
+  CLINK_JITTER_DECORRELATED = 3 /* min(cap, U(base, 3 * previous)) */
+} clink_jitter;
+
+/* Defaults: the reconnection schedule 1, 2, 5, 10, 30, 60 s, at most 6
+ * attempts, no deadline, no budget. */
+CLINK_EXTERN int clink_retry_policy_new(clink_retry_policy **out);
+CLINK_EXTERN void clink_retry_policy_free(clink_retry_policy *policy);
+/* A fixed schedule (copied, at most 32 entries); past its end the last delay
+ * repeats. */
+CLINK_EXTERN int clink_retry_policy_set_schedule(clink_retry_policy *policy,
+                                                 const uint64_t *delays_ms, size_t n);
+/* delay(n) = min(cap_ms, base_ms * multiplier^(n-1)), then jitter. */
+CLINK_EXTERN int clink_retry_policy_set_exponential(clink_retry_policy *policy,
+                                                    uint64_t base_ms, uint64_t cap_ms,
+                                                    double multiplier, clink_jitter jitter);
+/* Retries after the first attempt; 0 = unlimited. */
+CLINK_EXTERN int clink_retry_policy_set_max_attempts(clink_retry_policy *policy,
+                                                     unsigned int attempts);
+/* No retry is scheduled past begin + deadline_ms; 0 = none. */
+CLINK_EXTERN int clink_retry_policy_set_deadline_ms(clink_retry_policy *policy,
+                                                    uint64_t deadline_ms);
+/* Retry budget (gRPC retry throttling): a token bucket of max_tokens; a
+ * retryable failure takes 1, a success gives back token_ratio; retries are
+ * allowed only while tokens > max_tokens / 2. max_tokens 0 = no budget. */
+CLINK_EXTERN int clink_retry_policy_set_budget(clink_retry_policy *policy,
+                                               double max_tokens, double token_ratio);
+
+/* The policy is copied. seed 0 picks one from the clock. */
+CLINK_EXTERN int clink_retry_new(clink_retry **out, const clink_retry_policy *policy,
+                                 uint64_t seed);
+CLINK_EXTERN void clink_retry_free(clink_retry *retry);
+/* Starts a new operation (resets the attempt count, not the budget). */
+CLINK_EXTERN void clink_retry_begin(clink_retry *retry, uint64_t now_ms);
+/* The attempt failed with err. Returns 0 and *delay_ms when another attempt
+ * should follow; err itself when it is not retryable; CLINK_ERETRY_EXHAUSTED
+ * (attempts or deadline) or CLINK_EBUDGET_EXHAUSTED otherwise.
+ * server_delay_ms > 0 (a rate-limit or overload hint) is a floor for the
+ * delay. */
+CLINK_EXTERN int clink_retry_next(clink_retry *retry, uint64_t now_ms, int err,
+                                  uint64_t server_delay_ms, uint64_t *delay_ms);
+/* The attempt succeeded (refills the budget). */
+CLINK_EXTERN void clink_retry_success(clink_retry *retry);
+/* Retries made in the current operation. */
+CLINK_EXTERN unsigned int clink_retry_attempts(const clink_retry *retry);
+/* -1 when the policy has no budget. */
+CLINK_EXTERN double clink_retry_budget_tokens(const clink_retry *retry);
+
+/* Whether an error is worth retrying: a dead process, a broken pipe,
+ * timeouts, connection refused: yes; CLI not found, exec permission denied,
+ * invalid arguments: no. */
+CLINK_EXTERN int clink_err_is_retryable(int err);
+/* For failed turns: API status 429, 5xx and 529 are retryable; 400, 401, 403,
+ * 404, 413 are not. */
+CLINK_EXTERN int clink_api_status_is_retryable(int http_status);
+
+/* --------------------------------------------------------- circuit breaker */
+
+/* A named circuit breaker, as pure code (now_ms in). Two-step use for async
+ * calls: clink_breaker_acquire() before the call, then exactly one of
+ * on_success / on_error / release with the permit it gave. A permit from an
+ * earlier state (generation) is ignored. No allocation after creation.
+ * Having no loop, a breaker fires its events synchronously, just before the
+ * call that caused them returns (the one exception to the callback rule at the
+ * top); an event callback may call any breaker function except free. */
+typedef struct clink_breaker clink_breaker;
+typedef struct clink_breaker_config clink_breaker_config;
+typedef struct clink_breaker_registry clink_breaker_registry;
+
+typedef enum clink_breaker_state {
+  CLINK_BREAKER_CLOSED = 0,
+  CLINK_BREAKER_OPEN = 1,
+  CLINK_BREAKER_HALF_OPEN = 2,
+  CLINK_BREAKER_DISABLED = 3,   /* always admits, records nothing */
+  CLINK_BREAKER_FORCED_OPEN = 4 /* always rejects until reset */
+} clink_breaker_state;
+
+typedef enum clink_breaker_window {
+  CLINK_BREAKER_WINDOW_COUNT = 0, /* the last N calls */
+  CLINK_BREAKER_WINDOW_TIME = 1   /* the calls of the last N seconds */
+} clink_breaker_window;
+
+typedef enum clink_breaker_event {
+  CLINK_BREAKER_EVENT_STATE = 0,       /* from -> to */
+  CLINK_BREAKER_EVENT_NOT_PERMITTED = 1 /* a call was rejected */
+} clink_breaker_event;
+
+typedef void (*clink_breaker_event_cb)(clink_breaker *breaker, clink_breaker_event event,
+                                       clink_breaker_state from, clink_breaker_state to,
+                                       void *ud);
+
+/* Defaults: trips on 5 consecutive failures, 60 s open, 1 probe, 1 success
+ * to close, 60 s at most in HALF_OPEN. */
+CLINK_EXTERN int clink_breaker_config_new(clink_breaker_config **out);
+CLINK_EXTERN void clink_breaker_config_free(clink_breaker_config *cfg);
+/* 0 disables the rule. */
+CLINK_EXTERN int clink_breaker_config_set_consecutive_failures(clink_breaker_config *cfg,
+                                                               unsigned int failures);
+/* Trip when the failure rate (percent) over the window reaches threshold,
+ * once at least min_calls were recorded. size: calls (COUNT) or seconds
+ * (TIME), at most 1024. threshold 0 disables the rule. */
+CLINK_EXTERN int clink_breaker_config_set_failure_rate(clink_breaker_config *cfg,
+                                                       double threshold_pct,
+                                                       clink_breaker_window window,
+                                                       unsigned int size,
+                                                       unsigned int min_calls);
+/* Calls slower than slow_ms count as slow; trip when their rate reaches
+ * threshold_pct (same window). threshold 0 disables the rule. */
+CLINK_EXTERN int clink_breaker_config_set_slow_calls(clink_breaker_config *cfg,
+                                                     uint64_t slow_ms, double threshold_pct);
+/* Open for base_ms, multiplied by multiplier on each re-open without a close
+ * in between, capped at max_ms, with +-jitter_pct random spread. */
+CLINK_EXTERN int clink_breaker_config_set_open_duration(clink_breaker_config *cfg,
+                                                        uint64_t base_ms, uint64_t max_ms,
+                                                        double multiplier, double jitter_pct);
+/* HALF_OPEN admits max_probes calls at once, closes after
+ * successes_to_close successes, re-opens on any failure, and re-opens after
+ * max_half_open_ms without a verdict (0 = no limit). */
+CLINK_EXTERN int clink_breaker_config_set_half_open(clink_breaker_config *cfg,
+                                                    unsigned int max_probes,
+                                                    unsigned int successes_to_close,
+                                                    uint64_t max_half_open_ms);
+
+/* name and cfg are copied. seed 0 picks one from the clock. */
+CLINK_EXTERN int clink_breaker_new(clink_breaker **out, const char *name,
+                                   const clink_breaker_config *cfg, uint64_t seed);
+CLINK_EXTERN void clink_breaker_free(clink_breaker *breaker);
+CLINK_EXTERN const char *clink_breaker_name(const clink_breaker *breaker);
+CLINK_EXTERN void clink_breaker_set_event_cb(clink_breaker *breaker,
+                                             clink_breaker_event_cb cb, void *ud);
+
+/* 0 with *permit set, or CLINK_ECIRCUIT_OPEN with *retry_after_ms (time
+ * until a probe may be admitted; 0 when unknown, e.g. FORCED_OPEN or probes
+ * busy). */
+CLINK_EXTERN int clink_breaker_acquire(clink_breaker *breaker, uint64_t now_ms,
+                                       uint64_t *permit, uint64_t *retry_after_ms);
+CLINK_EXTERN void clink_breaker_on_success(clink_breaker *breaker, uint64_t permit,
+                                           uint64_t now_ms, uint64_t duration_ms);
+CLINK_EXTERN void clink_breaker_on_error(clink_breaker *breaker, uint64_t permit,
+                                         uint64_t now_ms, uint64_t duration_ms);
+/* The call ended without a verdict (e.g. cancelled): frees its permit. */
+CLINK_EXTERN void clink_breaker_release(clink_breaker *breaker, uint64_t permit);
+
+CLINK_EXTERN void clink_breaker_reset(clink_breaker *breaker, uint64_t now_ms);
+CLINK_EXTERN void clink_breaker_force_open(clink_breaker *breaker, uint64_t now_ms);
+CLINK_EXTERN void clink_breaker_disable(clink_breaker *breaker, uint64_t now_ms);
+/* Open now for open_ms (a server-directed pause such as Retry-After). */
+CLINK_EXTERN void clink_breaker_open_for(clink_breaker *breaker, uint64_t now_ms,
+                                         uint64_t open_ms);
+
+/* The state at now_ms (OPEN becomes HALF_OPEN once its time is up). */
+CLINK_EXTERN clink_breaker_state clink_breaker_get_state(clink_breaker *breaker,
+                                                         uint64_t now_ms);
+CLINK_EXTERN const char *clink_breaker_state_name(clink_breaker_state state);
+
+typedef struct clink_breaker_stats {
+  size_t struct_size;
+  clink_breaker_state state;
+  uint64_t generation;
+  uint32_t consecutive_failures, consecutive_successes;
+  uint32_t window_calls, window_failures, window_slow;
+  double failure_rate_pct; /* over the window; -1 below min_calls */
+  double slow_rate_pct;
+  uint32_t half_open_in_flight;
+  uint64_t until_half_open_ms; /* 0 unless OPEN */
+  uint64_t total_calls, total_successes, total_failures, total_rejected;
+  uint64_t opened_count;
+} clink_breaker_stats;
+/* out->struct_size must be set by the caller. */
+CLINK_EXTERN int clink_breaker_get_stats(clink_breaker *breaker, uint64_t now_ms,
+                                         clink_breaker_stats *out);
+
+/* Breakers by name. A new registry holds the seed's two: "claude_sdk" (3
+ * consecutive failures, 30 s open, 2 successes to close) and
+ * "session_operations" (5 consecutive failures, 60 s open). */
+CLINK_EXTERN int clink_breaker_registry_new(clink_breaker_registry **out, uint64_t seed);
+CLINK_EXTERN void clink_breaker_registry_free(clink_breaker_registry *reg);
+/* Adds a breaker (UV_EEXIST if the name is taken); *out may be NULL. */
+CLINK_EXTERN int clink_breaker_registry_add(clink_breaker_registry *reg, const char *name,
+                                            const clink_breaker_config *cfg,
+                                            clink_breaker **out);
+/* NULL when absent. */
+CLINK_EXTERN clink_breaker *clink_breaker_registry_get(const clink_breaker_registry *reg,
+                                                       const char *name);
+CLINK_EXTERN size_t clink_breaker_registry_count(const clink_breaker_registry *reg);
+/* The i-th breaker in registration order, for reports. */
+CLINK_EXTERN clink_breaker *clink_breaker_registry_at(const clink_breaker_registry *reg,
+                                                      size_t i);
 
 #ifdef __cplusplus
 }

@@ -66,6 +66,10 @@ int clink__transport_end_input(clink__transport *t);
 int clink__transport_close(clink__transport *t, clink__transport_close_cb cb,
                            void *ud);
 
+/* Signals the child's process group now (a hung CLI); its exit is then
+ * reported through on_exit as usual. CLINK_EEXITED if it already exited. */
+int clink__transport_kill(clink__transport *t, int sig);
+
 int clink__transport_pid(const clink__transport *t);
 /* Copies the stderr tail (NUL-terminated); returns its length. */
 size_t clink__transport_stderr_tail(const clink__transport *t, char *buf, size_t len);

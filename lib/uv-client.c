@@ -238,6 +238,9 @@ static void on_ctl_done(void *ud, int status, const clink_msg *response) {
 static int send_control(clink_client *c, const char *subtype, cJSON *fields,
                         uint64_t timeout_ms, clink__ctl_cb done, void *done_ud) {
   char id[CLINK__CTL_ID_MAX];
+  /* Deadlines count from now: the loop's cached time is stale when the host
+   * blocked before this call, which would shorten (or expire) the timeout. */
+  uv_update_time(c->loop);
   int idx = clink__ctl_add(&c->ctl, subtype, now_ms(c) + timeout_ms, done, done_ud, id);
   if (idx < 0) {
     cJSON_Delete(fields);
@@ -384,6 +387,9 @@ static void on_result(clink_client *c, const clink_msg *m) {
     return;
   }
   if (t->on_message) t->on_message(c, m, t->ud);
+  /* on_message closed the client without a turn wait: close already handed
+   * the turn to the deferred failures (UV_ECANCELED). */
+  if (c->active != t) return;
   c->active = NULL;
   finish_turn(c, t, is_error ? CLINK_ETURN_FAILED : 0, m);
   if (c->closing && c->close_turn_wait && c->t) {
@@ -485,15 +491,22 @@ static void on_exit_cb(void *ud, int64_t status, int sig) {
   describe_exit(c, status, sig);
   clink__client_count_error(c, CLINK_EEXITED);
   stop_process(c);
+  /* Take the dead process's turns before any callback runs: a callback may
+   * connect again, and the new process's queue and state are not ours. */
+  clink__turn *turn = c->active;
+  c->active = NULL;
+  clink__turn *queued = c->queue_head;
+  c->queue_head = c->queue_tail = NULL;
+  c->queued = 0;
   clink__ctl_fail_all(&c->ctl, CLINK_EEXITED);
   arm_timer(c);
-  if (c->active) {
-    clink__turn *turn = c->active;
-    c->active = NULL;
-    finish_turn(c, turn, CLINK_EEXITED, NULL);
+  if (!c->closing && c->t == NULL) set_state(c, CLINK_CLIENT_ERROR);
+  if (turn) finish_turn(c, turn, CLINK_EEXITED, NULL);
+  while (queued) {
+    clink__turn *n = queued->next;
+    finish_turn(c, queued, CLINK_EEXITED, NULL);
+    queued = n;
   }
-  fail_queue_now(c, CLINK_EEXITED);
-  if (!c->closing) set_state(c, CLINK_CLIENT_ERROR);
 }
 
 /* -------------------------------------------------------------- connect */
@@ -503,10 +516,13 @@ static void on_initialized(void *ud, int status, const clink_msg *response) {
   clink_connect_cb cb = c->connect_cb;
   void *cb_ud = c->connect_ud;
   c->connect_cb = NULL;
+  /* close() ran after the answer was read but before its deferred cancel:
+   * CLOSING -> CONNECTED is not a transition. */
+  if (status == 0 && c->closing) status = UV_ECANCELED;
   if (status == 0) {
     c->server_info = clink_msg_ref(response);
     c->connected_at_ms = now_ms(c);
-    c->m.connect_ms = c->connected_at_ms - c->spawned_at_ms;
+    c->m.connect_ms = uv_hrtime() / 1000000 - c->spawned_at_ms;
     set_state(c, CLINK_CLIENT_CONNECTED);
     if (cb) cb(c, 0, c->connect_ud);
     pump(c);
@@ -579,7 +595,9 @@ int clink_client_connect(clink_client *c, clink_connect_cb cb, void *ud) {
   c->t = t;
   c->transports_open++;
   c->m.spawns++;
-  c->spawned_at_ms = now_ms(c);
+  /* Not uv_now(): the loop time is stale when connect runs before uv_run or
+   * after blocking work, and connect_ms would count that wait. */
+  c->spawned_at_ms = uv_hrtime() / 1000000;
   free(c->session_id);
   c->session_id = NULL;
   clink_msg_unref(c->server_info);
@@ -686,6 +704,7 @@ int clink_client_close(clink_client *c, clink_close_cb cb, void *ud) {
   if (c->active && c->t && c->opts->close_turn_wait_ms > 0) {
     /* Let the running turn end: EOF now, the CLI finishes and exits. */
     c->close_turn_wait = 1;
+    uv_update_time(c->loop); /* as in send_control() */
     c->close_deadline_ms = now_ms(c) + c->opts->close_turn_wait_ms;
     clink__transport_end_input(c->t);
     uv_ref((uv_handle_t *)&c->timer);

@@ -428,6 +428,13 @@ static void on_escalate(uv_timer_t *timer) {
   }
 }
 
+int clink__transport_kill(clink__transport *t, int sig) {
+  if (t == NULL) return UV_EINVAL;
+  if (!t->spawned || t->exited) return CLINK_EEXITED;
+  signal_child(t, sig);
+  return 0;
+}
+
 static void finish_close(clink__transport *t) {
   if (t->finishing) return;
   t->finishing = 1;

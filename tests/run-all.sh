@@ -5,6 +5,20 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 bash .ci/install-deps
+
+# The real `claude` CLI for the real-cli suite (from npm). Without it those
+# tests SKIP, which CI (CI=true) does not accept.
+real_cli() {
+  command -v npm >/dev/null || bash .ci/install-deps nodejs npm || return 1
+  local path
+  path=$(tests/real-cli/install.sh | tail -n1) || return 1
+  export CLINK_TEST_REAL_CLI="$path"
+}
+if ! real_cli; then
+  [ "${CI:-}" = true ] && { echo "ERROR: could not install the real claude CLI" >&2; exit 1; }
+  echo "WARNING: could not install the real claude CLI: the real-cli tests will SKIP" >&2
+fi
+
 out=${CLINK_BUILD_ROOT:-$top/build-tests}
 rm -rf "$out"
 mkdir -p "$out"
