@@ -1,12 +1,17 @@
 /* claudelink-chat: one session, each PROMPT one turn on the same process.
  *
  *   claudelink-chat [--cli PATH] [--model M] [--permission-mode MODE]
- *                   [--max-turns N] [--json] [--allow-tools] PROMPT...
+ *                   [--max-turns N] [--json] [--allow-tools] [--reconnect] PROMPT...
  *
  * Streams each turn's assistant text to stdout (--json: every received
  * message as one JSON line). Tool permission requests are denied with a
  * message unless --allow-tools. Exit 0 when every turn succeeded; otherwise
  * non-zero and one line on stderr naming the cause.
+ *
+ * --reconnect: if the CLI dies during or between turns, reconnect with the
+ * default backoff (1, 2, 5, 10, 30, 60 s) through the "claude_sdk" circuit
+ * breaker, resume the conversation, re-send the interrupted turn once, and
+ * report each reconnection on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,14 +24,16 @@ typedef struct chat {
   clink_client *client;
   char **prompts;
   int n_prompts, next, failed;
-  int json, allow_tools;
+  int json, allow_tools, reconnect;
+  clink_breaker_registry *breakers;
   char cause[1024];
 } chat;
 
 static void usage(void) {
   fprintf(stderr,
           "usage: claudelink-chat [--cli PATH] [--model M] [--permission-mode MODE]\n"
-          "                       [--max-turns N] [--json] [--allow-tools] PROMPT...\n");
+          "                       [--max-turns N] [--json] [--allow-tools] [--reconnect]\n"
+          "                       PROMPT...\n");
   exit(2);
 }
 
@@ -107,6 +114,29 @@ static void on_connect(clink_client *c, int status, void *ud) {
   send_next(ch);
 }
 
+static void on_recovery(clink_client *c, clink_recovery_event ev, unsigned int attempt, int err,
+                        uint64_t delay_ms, void *ud) {
+  switch (ev) {
+    case CLINK_RECOVERY_SCHEDULED:
+      fprintf(stderr, "claudelink-chat: claude stopped (%s); reconnecting in %llu ms (attempt %u)\n",
+              clink_strerror(err), (unsigned long long)delay_ms, attempt);
+      break;
+    case CLINK_RECOVERY_REJECTED:
+      fprintf(stderr, "claudelink-chat: circuit open, next try in %llu ms\n",
+              (unsigned long long)delay_ms);
+      break;
+    case CLINK_RECOVERY_SUCCEEDED:
+      fprintf(stderr, "claudelink-chat: reconnected (session %s)\n",
+              clink_client_session_id(c) ? clink_client_session_id(c) : "new");
+      break;
+    case CLINK_RECOVERY_FAILED:
+      fprintf(stderr, "claudelink-chat: reconnection failed: %s\n", clink_strerror(err));
+      break;
+    default:
+      break;
+  }
+}
+
 static void on_permission(clink_client *c, clink_request *req, void *ud) {
   chat *ch = ud;
   if (ch->allow_tools) {
@@ -134,6 +164,8 @@ int main(int argc, char **argv) {
       ch.json = 1;
     } else if (strcmp(a, "--allow-tools") == 0) {
       ch.allow_tools = 1;
+    } else if (strcmp(a, "--reconnect") == 0) {
+      ch.reconnect = 1;
     } else if (v == NULL) {
       usage();
     } else if (strcmp(a, "--cli") == 0) {
@@ -156,12 +188,24 @@ int main(int argc, char **argv) {
   ch.n_prompts = argc - i;
   ch.loop = uv_default_loop();
   clink_options_set_permission_cb(o, on_permission, &ch);
+  if (ch.reconnect) {
+    clink_retry_policy *p;
+    if (clink_retry_policy_new(&p) != 0) return 1;
+    clink_options_set_recovery(o, p);
+    clink_options_set_resend_interrupted_turn(o, 1);
+    clink_retry_policy_free(p);
+    if (clink_breaker_registry_new(&ch.breakers, 0) != 0) return 1;
+  }
 
   int rc = clink_client_new(&ch.client, ch.loop, o);
   clink_options_free(o);
   if (rc != 0) {
     fprintf(stderr, "claudelink-chat: %s\n", clink_strerror(rc));
     return 1;
+  }
+  if (ch.reconnect) {
+    clink_client_set_recovery_cb(ch.client, on_recovery, &ch);
+    clink_client_set_breaker(ch.client, clink_breaker_registry_get(ch.breakers, "claude_sdk"));
   }
   rc = clink_client_connect(ch.client, on_connect, &ch);
   if (rc != 0) {
@@ -173,6 +217,7 @@ int main(int argc, char **argv) {
   }
   uv_run(ch.loop, UV_RUN_DEFAULT);
   uv_loop_close(ch.loop);
+  clink_breaker_registry_free(ch.breakers);
   if (ch.failed) {
     fprintf(stderr, "claudelink-chat: %s\n", ch.cause);
     return 1;

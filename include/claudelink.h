@@ -77,6 +77,19 @@ CLINK_EXTERN const char *clink_strerror(int err);
 /* Symbolic name ("CLINK_ECLI_NOT_FOUND", "UV_EPIPE"); "UNKNOWN" if unknown. */
 CLINK_EXTERN const char *clink_err_name(int err);
 
+/* ---------------------------------------------------------- object types */
+
+/* Every object is opaque and allocated by the library. */
+typedef struct clink_options clink_options;           /* a spawn profile */
+typedef struct clink_client clink_client;             /* one CLI session */
+typedef struct clink_msg clink_msg;                   /* one parsed stdout line */
+typedef struct clink_request clink_request;           /* an inbound control request */
+typedef struct clink_retry_policy clink_retry_policy; /* retry configuration */
+typedef struct clink_retry clink_retry;               /* one owner's retry state */
+typedef struct clink_breaker clink_breaker;           /* a circuit breaker */
+typedef struct clink_breaker_config clink_breaker_config;
+typedef struct clink_breaker_registry clink_breaker_registry;
+
 /* --------------------------------------------------------------- version */
 
 /* CLINK_VERSION_HEX of the library actually linked. */
@@ -88,7 +101,6 @@ CLINK_EXTERN const char *clink_version_string(void);
 
 /* A spawn profile: how a `claude` process is found, started and bounded.
  * Objects that take options copy them; the caller may free them right away. */
-typedef struct clink_options clink_options;
 
 /* Permission modes understood by the CLI. */
 typedef enum clink_permission_mode {
@@ -178,7 +190,6 @@ CLINK_EXTERN int clink_options_add_extra_arg(clink_options *opts, const char *fl
 
 /* One line of the CLI's stdout, parsed once. Messages handed to callbacks are
  * borrowed until the callback returns; clink_msg_ref() gives one to keep. */
-typedef struct clink_msg clink_msg;
 struct cJSON; /* from <cjson/cJSON.h>; include it to walk the JSON */
 
 typedef enum clink_msg_kind {
@@ -264,12 +275,10 @@ CLINK_EXTERN const struct cJSON *clink_msg_result_permission_denials(const clink
  * Turns run one at a time: a query made while a turn runs waits in a bounded
  * queue (CLINK_EQUEUE_FULL past it) and is written when the turn before it
  * ends, so every query gets exactly its own messages and result. */
-typedef struct clink_client clink_client;
 /* An inbound control request from the CLI (can_use_tool, hook_callback,
  * mcp_message). It must be answered exactly once; answering frees it. It may
  * be answered later, asynchronously, and stays valid until answered, even
  * after its client closed (the answer then returns CLINK_ECLOSING). */
-typedef struct clink_request clink_request;
 
 typedef enum clink_client_state {
   CLINK_CLIENT_DISCONNECTED = 0,
@@ -277,7 +286,10 @@ typedef enum clink_client_state {
   CLINK_CLIENT_CONNECTED = 2,
   CLINK_CLIENT_CLOSING = 3,
   CLINK_CLIENT_CLOSED = 4,
-  CLINK_CLIENT_ERROR = 5
+  CLINK_CLIENT_ERROR = 5,
+  /* The process died while connected and a recovery policy is set: new
+   * processes are being started with backoff, resuming the conversation. */
+  CLINK_CLIENT_RECOVERING = 6
 } clink_client_state;
 
 CLINK_EXTERN const char *clink_client_state_name(clink_client_state state);
@@ -337,6 +349,22 @@ CLINK_EXTERN int clink_options_set_hook_cb(clink_options *opts, clink_request_cb
 /* In-process MCP servers: mcp_message requests. Without a handler the CLI
  * gets a JSON-RPC "server not found" error. */
 CLINK_EXTERN int clink_options_set_mcp_cb(clink_options *opts, clink_request_cb cb, void *ud);
+/* Automatic recovery: when the process dies or its pipe breaks while
+ * connected, the client goes RECOVERING and starts new processes with the
+ * policy's backoff (through the breaker set with clink_client_set_breaker()),
+ * resuming the conversation with --resume=<session id>; queries made
+ * meanwhile are queued (bounded) and sent once it is back. The policy is
+ * copied; NULL turns recovery off (the default). */
+CLINK_EXTERN int clink_options_set_recovery(clink_options *opts,
+                                            const clink_retry_policy *policy);
+/* During recovery, re-send the turn that was running when the process died,
+ * once (default off: it fails with CLINK_EEXITED). */
+CLINK_EXTERN int clink_options_set_resend_interrupted_turn(clink_options *opts, int enable);
+/* Probe an idle connected client with a cheap control request after idle_ms
+ * without traffic; no answer within timeout_ms means the CLI hung: it is
+ * killed (and recovered when a policy is set). idle_ms 0 = off (default). */
+CLINK_EXTERN int clink_options_set_idle_probe(clink_options *opts, uint64_t idle_ms,
+                                              uint64_t timeout_ms);
 /* Extra members for the initialize request, as a JSON object text (e.g.
  * {"agents":{...}}). */
 CLINK_EXTERN int clink_options_set_initialize_extra(clink_options *opts, const char *json_object);
@@ -349,6 +377,21 @@ CLINK_EXTERN void clink_client_set_state_cb(clink_client *client, clink_state_cb
 CLINK_EXTERN void clink_client_set_error_cb(clink_client *client, clink_error_cb cb, void *ud);
 CLINK_EXTERN void clink_client_set_unsolicited_cb(clink_client *client,
                                                   clink_unsolicited_cb cb, void *ud);
+
+typedef enum clink_recovery_event {
+  CLINK_RECOVERY_SCHEDULED = 0, /* attempt n will start after delay_ms; err: why */
+  CLINK_RECOVERY_ATTEMPT = 1,   /* attempt n is starting a process */
+  CLINK_RECOVERY_REJECTED = 2,  /* the breaker refused attempt n (err) */
+  CLINK_RECOVERY_SUCCEEDED = 3, /* connected again after n attempts */
+  CLINK_RECOVERY_FAILED = 4     /* the policy gave up (err): state ERROR */
+} clink_recovery_event;
+typedef void (*clink_recovery_cb)(clink_client *client, clink_recovery_event event,
+                                  unsigned int attempt, int err, uint64_t delay_ms, void *ud);
+CLINK_EXTERN void clink_client_set_recovery_cb(clink_client *client, clink_recovery_cb cb,
+                                               void *ud);
+/* Recovery attempts go through this breaker (borrowed: it must outlive the
+ * client); typically the registry's "claude_sdk". NULL = none. */
+CLINK_EXTERN void clink_client_set_breaker(clink_client *client, clink_breaker *breaker);
 
 /* Spawns the CLI and runs the initialize handshake under the connect
  * timeout. Errors known at once are returned (CLINK_ECLI_NOT_FOUND,
@@ -408,6 +451,9 @@ typedef struct clink_client_metrics {
   uint64_t errors;           /* every error reported, any code */
   uint64_t control_requests, control_timeouts;
   uint64_t spawns;
+  uint64_t recoveries;       /* successful reconnections */
+  uint64_t recovery_attempts;
+  uint64_t probes, probe_failures;
 } clink_client_metrics;
 CLINK_EXTERN int clink_client_get_metrics(const clink_client *client,
                                           clink_client_metrics *out);
@@ -440,8 +486,6 @@ CLINK_EXTERN int clink_request_fail(clink_request *req, const char *message);
 /* Retry and backoff, as pure code: time comes in as now_ms, delays come out;
  * randomness is a seeded generator, so runs are reproducible. No allocation
  * after creation. */
-typedef struct clink_retry_policy clink_retry_policy; /* configuration */
-typedef struct clink_retry clink_retry;               /* one owner's state */
 
 typedef enum clink_jitter {
   CLINK_JITTER_NONE = 0,
@@ -453,6 +497,8 @@ typedef enum clink_jitter {
 /* Defaults: the reconnection schedule 1, 2, 5, 10, 30, 60 s, at most 6
  * attempts, no deadline, no budget. */
 CLINK_EXTERN int clink_retry_policy_new(clink_retry_policy **out);
+CLINK_EXTERN int clink_retry_policy_dup(clink_retry_policy **out,
+                                        const clink_retry_policy *src);
 CLINK_EXTERN void clink_retry_policy_free(clink_retry_policy *policy);
 /* A fixed schedule (copied, at most 32 entries); past its end the last delay
  * repeats. */
@@ -511,9 +557,6 @@ CLINK_EXTERN int clink_api_status_is_retryable(int http_status);
  * Having no loop, a breaker fires its events synchronously, just before the
  * call that caused them returns (the one exception to the callback rule at the
  * top); an event callback may call any breaker function except free. */
-typedef struct clink_breaker clink_breaker;
-typedef struct clink_breaker_config clink_breaker_config;
-typedef struct clink_breaker_registry clink_breaker_registry;
 
 typedef enum clink_breaker_state {
   CLINK_BREAKER_CLOSED = 0,

@@ -17,7 +17,8 @@ typedef struct clink__turn {
   clink_message_cb on_message;
   clink_turn_cb on_done;
   void *ud;
-  int status; /* for turns failed later, from the loop */
+  int status;           /* for turns failed later, from the loop */
+  unsigned resent : 1;  /* already re-sent once after a recovery */
 } clink__turn;
 
 struct clink_request {
@@ -52,6 +53,19 @@ struct clink_client {
   size_t queued;
   /* Turns failed outside a callback wait here for the loop. */
   clink__turn *failed_head, *failed_tail;
+
+  /* recovery (client-recovery.c) */
+  clink_retry *retry;       /* NULL: no recovery policy */
+  clink_breaker *breaker;   /* borrowed */
+  uint64_t permit;
+  uint64_t attempt_started_ms;
+  uint64_t recover_at_ms;   /* next attempt due; 0 = none */
+  int recover_cause;
+  unsigned permit_held : 1;
+  unsigned ever_connected : 1;
+  unsigned probe_inflight : 1;
+  clink_recovery_cb recovery_cb;
+  void *recovery_ud;
 
   clink_msg cur; /* borrowed parse of the current line */
   clink_msg *server_info;
@@ -89,5 +103,25 @@ void clink__client_requests_detach(clink_client *c);
 /* uv-client.c */
 int clink__client_write_line(clink_client *c, char *line);
 void clink__client_count_error(clink_client *c, int err);
+void clink__client_set_state(clink_client *c, clink_client_state to);
+uint64_t clink__client_now(clink_client *c);
+/* Starts a process (resuming session when not NULL) and its initialize. */
+int clink__client_spawn(clink_client *c, const char *resume);
+void clink__client_stop_process(clink_client *c);
+void clink__client_pump(clink_client *c);
+void clink__client_arm_timer(clink_client *c);
+int clink__client_send_control(clink_client *c, const char *subtype, cJSON *fields,
+                               uint64_t timeout_ms, clink__ctl_cb done, void *done_ud);
+void clink__client_fail_queue(clink_client *c, int status);
+
+/* client-recovery.c: reconnection with backoff, idle probes. */
+void clink__recovery_start(clink_client *c, int cause);
+/* The initialize of a recovery attempt finished (status 0: connected). */
+void clink__recovery_attempt_done(clink_client *c, int status);
+/* Earliest time recovery or probing needs the timer; UINT64_MAX = none. */
+uint64_t clink__recovery_next_due(const clink_client *c);
+void clink__recovery_tick(clink_client *c, uint64_t now);
+/* Close: forget pending attempts, hand back a breaker permit. */
+void clink__recovery_stop(clink_client *c);
 
 #endif

@@ -86,6 +86,7 @@ void clink_options_free(clink_options *o) {
     clink__free(o->env[i].value);
   }
   clink__free(o->env);
+  clink_retry_policy_free(o->recovery);
   clink__free(o);
 }
 
@@ -102,8 +103,9 @@ int clink_options_dup(clink_options **out, const clink_options *src) {
     memset(LIST_FIELD(o, list_fields[i]), 0, sizeof(clink__strlist));
   o->env = NULL;
   o->env_n = 0;
+  o->recovery = NULL;
 
-  int rc = 0;
+  int rc = src->recovery ? clink_retry_policy_dup(&o->recovery, src->recovery) : 0;
   for (size_t i = 0; i < CLINK__ARRAY_SIZE(str_fields) && rc == 0; i++)
     rc = clink__set_str(STR_FIELD(o, str_fields[i]), *STR_FIELD(src, str_fields[i]));
   for (size_t i = 0; i < CLINK__ARRAY_SIZE(list_fields) && rc == 0; i++)
@@ -413,4 +415,30 @@ int clink_options_set_initialize_extra(clink_options *o, const char *json_object
     if (!ok) return UV_EINVAL;
   }
   return clink__set_str(&o->initialize_extra, json_object);
+}
+
+int clink_options_set_recovery(clink_options *o, const clink_retry_policy *policy) {
+  CHECK_OPTS(o);
+  clink_retry_policy *copy = NULL;
+  if (policy != NULL) {
+    int rc = clink_retry_policy_dup(&copy, policy);
+    if (rc != 0) return rc;
+  }
+  clink_retry_policy_free(o->recovery);
+  o->recovery = copy;
+  return 0;
+}
+
+int clink_options_set_resend_interrupted_turn(clink_options *o, int enable) {
+  CHECK_OPTS(o);
+  o->resend_interrupted_turn = enable != 0;
+  return 0;
+}
+
+int clink_options_set_idle_probe(clink_options *o, uint64_t idle_ms, uint64_t timeout_ms) {
+  CHECK_OPTS(o);
+  if (idle_ms > 0 && timeout_ms == 0) return UV_EINVAL;
+  o->probe_idle_ms = idle_ms;
+  o->probe_timeout_ms = timeout_ms;
+  return 0;
 }

@@ -75,6 +75,9 @@ struct clink_options {
   clink__strlist hook_matchers;  /* entries may be NULL */
   clink__strlist hook_timeouts;  /* decimal seconds, "0" = default */
   char *initialize_extra;        /* JSON object text */
+  clink_retry_policy *recovery;  /* owned copy; NULL = no recovery */
+  int resend_interrupted_turn;
+  uint64_t probe_idle_ms, probe_timeout_ms;
 };
 
 /* What the transport needs to start one process, resolved from options. */

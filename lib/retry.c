@@ -150,6 +150,15 @@ int clink_retry_policy_new(clink_retry_policy **out) {
   return 0;
 }
 
+int clink_retry_policy_dup(clink_retry_policy **out, const clink_retry_policy *src) {
+  if (out == NULL || src == NULL) return UV_EINVAL;
+  clink_retry_policy *p = malloc(sizeof(*p));
+  if (p == NULL) return UV_ENOMEM;
+  *p = *src; /* plain data */
+  *out = p;
+  return 0;
+}
+
 void clink_retry_policy_free(clink_retry_policy *policy) { clink__free(policy); }
 
 int clink_retry_policy_set_schedule(clink_retry_policy *policy, const uint64_t *delays_ms,

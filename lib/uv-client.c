@@ -19,6 +19,7 @@ const char *clink_client_state_name(clink_client_state s) {
     case CLINK_CLIENT_CLOSING: return "CLOSING";
     case CLINK_CLIENT_CLOSED: return "CLOSED";
     case CLINK_CLIENT_ERROR: return "ERROR";
+    case CLINK_CLIENT_RECOVERING: return "RECOVERING";
   }
   return "UNKNOWN";
 }
@@ -32,7 +33,11 @@ static int transition_allowed(clink_client_state from, clink_client_state to) {
       return to == CLINK_CLIENT_CONNECTED || to == CLINK_CLIENT_ERROR ||
              to == CLINK_CLIENT_CLOSING;
     case CLINK_CLIENT_CONNECTED:
-      return to == CLINK_CLIENT_ERROR || to == CLINK_CLIENT_CLOSING;
+      return to == CLINK_CLIENT_ERROR || to == CLINK_CLIENT_CLOSING ||
+             to == CLINK_CLIENT_RECOVERING;
+    case CLINK_CLIENT_RECOVERING:
+      return to == CLINK_CLIENT_CONNECTED || to == CLINK_CLIENT_ERROR ||
+             to == CLINK_CLIENT_CLOSING;
     case CLINK_CLIENT_ERROR:
       return to == CLINK_CLIENT_CONNECTING || to == CLINK_CLIENT_CLOSING;
     case CLINK_CLIENT_CLOSING:
@@ -43,15 +48,24 @@ static int transition_allowed(clink_client_state from, clink_client_state to) {
   return 0;
 }
 
-static void set_state(clink_client *c, clink_client_state to) {
+void clink__client_set_state(clink_client *c, clink_client_state to) {
   clink_client_state from = c->state;
   if (from == to) return;
   if (!transition_allowed(from, to)) abort();
   c->state = to;
+  /* A pending reconnection is work: it keeps the loop alive. */
+  if (to == CLINK_CLIENT_RECOVERING)
+    uv_ref((uv_handle_t *)&c->timer);
+  else if (from == CLINK_CLIENT_RECOVERING && !c->close_turn_wait)
+    uv_unref((uv_handle_t *)&c->timer);
   if (c->state_cb) c->state_cb(c, from, to, c->state_ud);
 }
 
+#define set_state clink__client_set_state
+
 static uint64_t now_ms(const clink_client *c) { return uv_now(c->loop); }
+
+uint64_t clink__client_now(clink_client *c) { return now_ms(c); }
 
 void clink__client_count_error(clink_client *c, int err) {
   c->m.errors++;
@@ -122,15 +136,10 @@ static void fail_queue_now(clink_client *c, int status) {
   }
 }
 
-int clink__client_write_line(clink_client *c, char *line) {
-  if (line == NULL) return UV_ENOMEM;
-  if (c->t == NULL) {
-    cJSON_free(line);
-    return CLINK_ENOT_CONNECTED;
-  }
+static int write_line(clink_client *c, const char *line) {
+  if (c->t == NULL) return CLINK_ENOT_CONNECTED;
   size_t len = strlen(line);
   int rc = clink__transport_write(c->t, line, len, NULL, NULL);
-  cJSON_free(line);
   if (rc == 0) {
     c->m.messages_out++;
     c->m.bytes_out += len + 1;
@@ -139,7 +148,18 @@ int clink__client_write_line(clink_client *c, char *line) {
   return rc;
 }
 
+int clink__client_write_line(clink_client *c, char *line) {
+  if (line == NULL) return UV_ENOMEM;
+  int rc = write_line(c, line);
+  cJSON_free(line);
+  return rc;
+}
+
+void clink__client_fail_queue(clink_client *c, int status) { fail_queue_now(c, status); }
+
 /* Starts the next queued turn when the client is idle. */
+void clink__client_pump(clink_client *c) { pump(c); }
+
 static void pump(clink_client *c) {
   while (c->active == NULL && c->queue_head && c->state == CLINK_CLIENT_CONNECTED &&
          !c->closing) {
@@ -148,9 +168,8 @@ static void pump(clink_client *c) {
     if (c->queue_head == NULL) c->queue_tail = NULL;
     c->queued--;
     t->next = NULL;
-    char *line = t->line;
-    t->line = NULL;
-    int rc = clink__client_write_line(c, line);
+    /* The line stays with the turn: recovery may send it again. */
+    int rc = write_line(c, t->line);
     if (rc != 0) {
       fail_turn_deferred(c, t, rc);
       continue;
@@ -165,7 +184,8 @@ static int enqueue(clink_client *c, cJSON *content, clink_message_cb on_message,
     cJSON_Delete(content);
     return CLINK_ECLOSING;
   }
-  if (c->state != CLINK_CLIENT_CONNECTED && c->state != CLINK_CLIENT_CONNECTING) {
+  if (c->state != CLINK_CLIENT_CONNECTED && c->state != CLINK_CLIENT_CONNECTING &&
+      c->state != CLINK_CLIENT_RECOVERING) {
     cJSON_Delete(content);
     return CLINK_ENOT_CONNECTED;
   }
@@ -235,8 +255,8 @@ static void on_ctl_done(void *ud, int status, const clink_msg *response) {
 }
 
 /* Sends a control request; fields (owned) may be NULL. */
-static int send_control(clink_client *c, const char *subtype, cJSON *fields,
-                        uint64_t timeout_ms, clink__ctl_cb done, void *done_ud) {
+int clink__client_send_control(clink_client *c, const char *subtype, cJSON *fields,
+                               uint64_t timeout_ms, clink__ctl_cb done, void *done_ud) {
   char id[CLINK__CTL_ID_MAX];
   /* Deadlines count from now: the loop's cached time is stale when the host
    * blocked before this call, which would shorten (or expire) the timeout. */
@@ -274,7 +294,8 @@ static int control(clink_client *c, const char *subtype, cJSON *fields, clink_co
   call->c = c;
   call->cb = cb;
   call->ud = ud;
-  int rc = send_control(c, subtype, fields, c->opts->control_timeout_ms, on_ctl_done, call);
+  int rc = clink__client_send_control(c, subtype, fields, c->opts->control_timeout_ms,
+                                      on_ctl_done, call);
   if (rc != 0) clink__free(call);
   return rc;
 }
@@ -329,7 +350,7 @@ int clink_client_control(clink_client *c, const char *subtype, const char *field
 static void on_transport_closed(void *ud);
 
 /* Detaches the live process and closes it (EOF, grace, signals). */
-static void stop_process(clink_client *c) {
+void clink__client_stop_process(clink_client *c) {
   clink__transport *t = c->t;
   if (t == NULL) return;
   c->t = NULL;
@@ -347,15 +368,20 @@ static void on_timer(uv_timer_t *timer) {
       c->active = NULL;
       finish_turn(c, t, UV_ECANCELED, NULL);
     }
-    stop_process(c);
+    clink__client_stop_process(c);
   }
+  clink__recovery_tick(c, now);
   arm_timer(c);
 }
+
+void clink__client_arm_timer(clink_client *c) { arm_timer(c); }
 
 static void arm_timer(clink_client *c) {
   if (c->freeing) return;
   uint64_t d = clink__ctl_next_deadline(&c->ctl);
   if (c->close_turn_wait && c->close_deadline_ms < d) d = c->close_deadline_ms;
+  uint64_t r = clink__recovery_next_due(c);
+  if (r < d) d = r;
   if (d == UINT64_MAX) {
     uv_timer_stop(&c->timer);
     return;
@@ -380,6 +406,7 @@ static void on_result(clink_client *c, const clink_msg *m) {
     const char *text = clink_msg_result_text(m);
     snprintf(c->last_error_result, sizeof(c->last_error_result), "%s%s%s",
              m->subtype ? m->subtype : "result", text ? ": " : "", text ? text : "");
+    snprintf(c->last_error, sizeof(c->last_error), "turn failed: %s", c->last_error_result);
   }
   clink__turn *t = c->active;
   if (t == NULL) {
@@ -395,7 +422,7 @@ static void on_result(clink_client *c, const clink_msg *m) {
   if (c->closing && c->close_turn_wait && c->t) {
     /* The turn close was waiting for has ended. */
     c->close_turn_wait = 0;
-    stop_process(c);
+    clink__client_stop_process(c);
     arm_timer(c);
     return;
   }
@@ -460,7 +487,7 @@ static void on_line_error(void *ud, int err, const char *prefix, size_t plen, ui
 
 static void on_stderr_line(void *ud, const char *line, size_t len) {
   clink_client *c = ud;
-  if (c->opts->stderr_cb) c->opts->stderr_cb(c, line, len, c->opts->stderr_ud);
+  if (c->opts->stderr_cb && !c->closing) c->opts->stderr_cb(c, line, len, c->opts->stderr_ud);
 }
 
 static void on_transport_closed(void *ud) {
@@ -490,17 +517,37 @@ static void on_exit_cb(void *ud, int64_t status, int sig) {
   clink_client *c = ud;
   describe_exit(c, status, sig);
   clink__client_count_error(c, CLINK_EEXITED);
-  stop_process(c);
+  clink__client_stop_process(c);
+  c->probe_inflight = 0;
+  clink_client_state was = c->state;
+  int recover = !c->closing && c->retry != NULL &&
+                (was == CLINK_CLIENT_CONNECTED || was == CLINK_CLIENT_RECOVERING);
   /* Take the dead process's turns before any callback runs: a callback may
-   * connect again, and the new process's queue and state are not ours. */
+   * connect again, and the new process's queue and state are not ours. With
+   * recovery the queue waits for the next process instead, and the running
+   * turn may go back to its head, once. */
   clink__turn *turn = c->active;
   c->active = NULL;
-  clink__turn *queued = c->queue_head;
-  c->queue_head = c->queue_tail = NULL;
-  c->queued = 0;
+  clink__turn *queued = NULL;
+  if (!recover) {
+    queued = c->queue_head;
+    c->queue_head = c->queue_tail = NULL;
+    c->queued = 0;
+  } else if (turn && c->opts->resend_interrupted_turn && !turn->resent) {
+    turn->resent = 1;
+    turn->next = c->queue_head;
+    c->queue_head = turn;
+    if (c->queue_tail == NULL) c->queue_tail = turn;
+    c->queued++;
+    turn = NULL;
+  }
+  /* During a recovery attempt this fails its initialize, which schedules the
+   * next attempt (clink__recovery_attempt_done). */
   clink__ctl_fail_all(&c->ctl, CLINK_EEXITED);
+  if (recover && was == CLINK_CLIENT_CONNECTED && c->state == CLINK_CLIENT_CONNECTED)
+    clink__recovery_start(c, CLINK_EEXITED);
   arm_timer(c);
-  if (!c->closing && c->t == NULL) set_state(c, CLINK_CLIENT_ERROR);
+  if (!recover && !c->closing && c->t == NULL) set_state(c, CLINK_CLIENT_ERROR);
   if (turn) finish_turn(c, turn, CLINK_EEXITED, NULL);
   while (queued) {
     clink__turn *n = queued->next;
@@ -513,6 +560,20 @@ static void on_exit_cb(void *ud, int64_t status, int sig) {
 
 static void on_initialized(void *ud, int status, const clink_msg *response) {
   clink_client *c = ud;
+  if (status == CLINK_ECONTROL_TIMEOUT) status = CLINK_EINIT_TIMEOUT;
+  if (c->state == CLINK_CLIENT_RECOVERING && !c->closing) {
+    if (status == 0) {
+      clink_msg_unref(c->server_info);
+      c->server_info = clink_msg_ref(response);
+      c->connected_at_ms = now_ms(c);
+      c->m.connect_ms = uv_hrtime() / 1000000 - c->spawned_at_ms;
+    } else {
+      clink__client_count_error(c, status);
+      clink__client_stop_process(c);
+    }
+    clink__recovery_attempt_done(c, status);
+    return;
+  }
   clink_connect_cb cb = c->connect_cb;
   void *cb_ud = c->connect_ud;
   c->connect_cb = NULL;
@@ -523,18 +584,18 @@ static void on_initialized(void *ud, int status, const clink_msg *response) {
     c->server_info = clink_msg_ref(response);
     c->connected_at_ms = now_ms(c);
     c->m.connect_ms = uv_hrtime() / 1000000 - c->spawned_at_ms;
+    c->ever_connected = 1;
     set_state(c, CLINK_CLIENT_CONNECTED);
     if (cb) cb(c, 0, c->connect_ud);
     pump(c);
     return;
   }
-  if (status == CLINK_ECONTROL_TIMEOUT) status = CLINK_EINIT_TIMEOUT;
   if (status == CLINK_EINIT_TIMEOUT)
     snprintf(c->last_error, sizeof(c->last_error),
              "claude did not answer initialize within %llu ms",
              (unsigned long long)c->opts->connect_timeout_ms);
   clink__client_count_error(c, status);
-  stop_process(c);
+  clink__client_stop_process(c);
   fail_queue_now(c, status);
   if (!c->closing) set_state(c, CLINK_CLIENT_ERROR);
   if (cb) cb(c, status, cb_ud);
@@ -570,14 +631,26 @@ static cJSON *initialize_fields(const clink_options *o) {
   return f;
 }
 
-int clink_client_connect(clink_client *c, clink_connect_cb cb, void *ud) {
-  if (c == NULL) return UV_EINVAL;
-  if (c->closing) return CLINK_ECLOSING;
-  if (c->state != CLINK_CLIENT_DISCONNECTED && c->state != CLINK_CLIENT_ERROR) return UV_EBUSY;
+/* Spawns a process and sends its initialize; on error nothing is left. */
+int clink__client_spawn(clink_client *c, const char *resume) {
   clink__spawn_spec spec;
   c->last_error[0] = '\0';
   c->last_error_result[0] = '\0';
-  int rc = clink__spawn_spec_build(&spec, c->opts, c->last_error, sizeof(c->last_error));
+  const clink_options *o = c->opts;
+  clink_options *tmp = NULL;
+  if (resume) {
+    /* The same profile, picking the conversation up where it stopped. */
+    int rc = clink_options_dup(&tmp, c->opts);
+    if (rc == 0) rc = clink_options_set_resume(tmp, resume);
+    if (rc == 0) rc = clink_options_set_session_id(tmp, NULL);
+    if (rc != 0) {
+      clink_options_free(tmp);
+      return rc;
+    }
+    o = tmp;
+  }
+  int rc = clink__spawn_spec_build(&spec, o, c->last_error, sizeof(c->last_error));
+  clink_options_free(tmp);
   if (rc != 0) {
     clink__client_count_error(c, rc);
     return rc;
@@ -598,24 +671,28 @@ int clink_client_connect(clink_client *c, clink_connect_cb cb, void *ud) {
   /* Not uv_now(): the loop time is stale when connect runs before uv_run or
    * after blocking work, and connect_ms would count that wait. */
   c->spawned_at_ms = uv_hrtime() / 1000000;
+  cJSON *fields = initialize_fields(c->opts);
+  rc = fields ? clink__client_send_control(c, "initialize", fields,
+                                           c->opts->connect_timeout_ms, on_initialized, c)
+              : UV_ENOMEM;
+  if (rc != 0) clink__client_stop_process(c);
+  return rc;
+}
+
+int clink_client_connect(clink_client *c, clink_connect_cb cb, void *ud) {
+  if (c == NULL) return UV_EINVAL;
+  if (c->closing) return CLINK_ECLOSING;
+  if (c->state != CLINK_CLIENT_DISCONNECTED && c->state != CLINK_CLIENT_ERROR) return UV_EBUSY;
+  /* A new conversation: forget the old one's identity. */
   free(c->session_id);
   c->session_id = NULL;
   clink_msg_unref(c->server_info);
   c->server_info = NULL;
+  int rc = clink__client_spawn(c, NULL);
+  if (rc != 0) return rc;
   c->connect_cb = cb;
   c->connect_ud = ud;
   set_state(c, CLINK_CLIENT_CONNECTING);
-  cJSON *fields = initialize_fields(c->opts);
-  rc = fields ? send_control(c, "initialize", fields, c->opts->connect_timeout_ms,
-                             on_initialized, c)
-              : UV_ENOMEM;
-  if (rc != 0) {
-    /* Leave as found: stop the process, report synchronously. */
-    c->connect_cb = NULL;
-    stop_process(c);
-    set_state(c, CLINK_CLIENT_ERROR);
-    return rc;
-  }
   return 0;
 }
 
@@ -630,7 +707,9 @@ int clink_client_new(clink_client **out, uv_loop_t *loop, const clink_options *o
   if (rc == 0)
     rc = clink__ctl_init(&c->ctl, opts->max_control_inflight,
                          uv_hrtime() ^ (uint64_t)(uintptr_t)c);
+  if (rc == 0 && opts->recovery) rc = clink_retry_new(&c->retry, opts->recovery, 0);
   if (rc != 0) {
+    clink__ctl_free(&c->ctl);
     clink_options_free(c->opts);
     clink__free(c);
     return rc;
@@ -654,6 +733,7 @@ static void on_handle_closed(uv_handle_t *h) {
   set_state(c, CLINK_CLIENT_CLOSED);
   if (cb) cb(c, ud);
   clink__ctl_free(&c->ctl);
+  clink_retry_free(c->retry);
   clink_msg_unref(c->server_info);
   clink__free(c->session_id);
   clink_options_free(c->opts);
@@ -680,7 +760,7 @@ static void on_defer(uv_timer_t *timer) {
   }
   if (c->closing) {
     clink__ctl_fail_all(&c->ctl, UV_ECANCELED);
-    if (!c->close_turn_wait) stop_process(c);
+    if (!c->close_turn_wait) clink__client_stop_process(c);
     arm_timer(c);
     maybe_free(c);
   }
@@ -699,6 +779,7 @@ int clink_client_close(clink_client *c, clink_close_cb cb, void *ud) {
   c->closing = 1;
   c->close_cb = cb;
   c->close_ud = ud;
+  clink__recovery_stop(c);
   set_state(c, CLINK_CLIENT_CLOSING);
   fail_queue_deferred(c, UV_ECANCELED);
   if (c->active && c->t && c->opts->close_turn_wait_ms > 0) {
@@ -733,6 +814,13 @@ void clink_client_set_error_cb(clink_client *c, clink_error_cb cb, void *ud) {
   c->error_cb = cb;
   c->error_ud = ud;
 }
+
+void clink_client_set_recovery_cb(clink_client *c, clink_recovery_cb cb, void *ud) {
+  c->recovery_cb = cb;
+  c->recovery_ud = ud;
+}
+
+void clink_client_set_breaker(clink_client *c, clink_breaker *b) { c->breaker = b; }
 
 void clink_client_set_unsolicited_cb(clink_client *c, clink_unsolicited_cb cb, void *ud) {
   c->unsolicited_cb = cb;
