@@ -678,6 +678,42 @@ CLINK_EXTERN size_t clink_breaker_registry_count(const clink_breaker_registry *r
 CLINK_EXTERN clink_breaker *clink_breaker_registry_at(const clink_breaker_registry *reg,
                                                       size_t i);
 
+/* ---------------------------------------------------- protected execution */
+
+/* Runs an async operation under a circuit breaker and a retry policy: the C
+ * counterpart of a @circuit_breaker + @retry_on_failure decorated call. Each
+ * attempt asks the breaker first (an open circuit counts as a retryable
+ * failure whose retry-after is the delay floor), then calls op; op reports
+ * its outcome with clink_exec_done(). Outcomes feed the breaker; failures go
+ * through the policy until it gives up. */
+typedef struct clink_exec clink_exec;
+/* Starts one attempt; clink_exec_done() must follow exactly once (it may be
+ * called from inside op). */
+typedef void (*clink_exec_op)(clink_exec *exec, void *ud);
+/* The execution ended: 0; the error of an attempt the policy would not retry
+ * (or of the only attempt, without a policy); CLINK_ERETRY_EXHAUSTED or
+ * CLINK_EBUDGET_EXHAUSTED (clink_exec_last_error() tells what failed last);
+ * or UV_ECANCELED. The exec is freed after this returns. */
+typedef void (*clink_exec_cb)(clink_exec *exec, int status, void *ud);
+
+/* breaker and policy may be NULL; the policy is copied, the breaker borrowed
+ * (it must outlive the execution). op runs from the loop, never inside this
+ * call. */
+CLINK_EXTERN int clink_execute(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
+                               const clink_retry_policy *policy, clink_exec_op op,
+                               clink_exec_cb done, void *ud);
+/* Reports the attempt's outcome: status 0 or a negative error; server_delay_ms
+ * (e.g. a rate limit's retry-after) is a floor for the next delay. */
+CLINK_EXTERN void clink_exec_done(clink_exec *exec, int status, uint64_t server_delay_ms);
+/* Ends the execution with UV_ECANCELED (done runs from the loop). An attempt
+ * already running must still report through clink_exec_done(), which then
+ * only frees. UV_EBUSY when already ended. */
+CLINK_EXTERN int clink_exec_cancel(clink_exec *exec);
+/* Attempts started so far (1 for the first). */
+CLINK_EXTERN unsigned int clink_exec_attempts(const clink_exec *exec);
+/* The error of the last failed attempt (or breaker rejection), 0 if none. */
+CLINK_EXTERN int clink_exec_last_error(const clink_exec *exec);
+
 #ifdef __cplusplus
 }
 #endif
