@@ -64,9 +64,9 @@
 #include <float.h>
 
 #include "internal.h"
+#include "rand.h"
 
 #define BREAKER_MAX_WINDOW 1024u
-#define TWO_POW_64 18446744073709551616.0
 
 #define OUT_FAIL 1u
 #define OUT_SLOW 2u
@@ -123,39 +123,6 @@ typedef struct evq {
     clink_breaker_state from, to;
   } e[EVQ_MAX];
 } evq;
-
-/* ----------------------------------------------------------- arithmetic */
-
-static inline uint64_t sat_add(uint64_t a, uint64_t b) {
-  uint64_t s = a + b;
-  return s < a ? UINT64_MAX : s;
-}
-
-static inline uint64_t round_sat(double x) {
-  x += 0.5;
-  if (!(x < TWO_POW_64)) return UINT64_MAX;
-  return (uint64_t)x;
-}
-
-static inline uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n], inclusive (Lemire's multiply-shift). */
-static inline uint64_t uniform_incl(uint64_t *state, uint64_t n) {
-  uint64_t x = splitmix64(state);
-  if (n == UINT64_MAX) return x;
-  uint64_t m = n + 1;
-#ifdef __SIZEOF_INT128__
-  __extension__ typedef unsigned __int128 u128;
-  return (uint64_t)(((u128)x * m) >> 64);
-#else
-  return x % m;
-#endif
-}
 
 /* -------------------------------------------------------------- config */
 
@@ -358,7 +325,7 @@ static void enter_closed(clink_breaker *b, uint64_t now_ms, evq *q) {
 /* Opens at t for d ms; counts as an open for the growth of the duration. */
 static void enter_open(clink_breaker *b, uint64_t t, uint64_t d, evq *q) {
   set_state(b, CLINK_BREAKER_OPEN, t, q);
-  b->open_until = sat_add(t, d);
+  b->open_until = clink__sat_add(t, d);
   b->opened_count++;
   double next = b->next_open * b->cfg.multiplier;
   double max = (double)b->cfg.max_ms;
@@ -367,13 +334,13 @@ static void enter_open(clink_breaker *b, uint64_t t, uint64_t d, evq *q) {
 
 /* Opens by the rules: the grown duration, with jitter. */
 static void trip(clink_breaker *b, uint64_t t, evq *q) {
-  uint64_t d = round_sat(b->next_open);
+  uint64_t d = clink__round_sat(b->next_open);
   if (d > b->cfg.max_ms) d = b->cfg.max_ms;
   if (b->cfg.jitter_pct > 0.0) {
     uint64_t s = (uint64_t)((double)d * b->cfg.jitter_pct / 100.0);
     if (s > d) s = d;
-    uint64_t r = uniform_incl(&b->rng, s > UINT64_MAX / 2 ? UINT64_MAX : 2 * s);
-    d = r >= s ? sat_add(d, r - s) : d - (s - r);
+    uint64_t r = clink__uniform_incl(&b->rng, s > UINT64_MAX / 2 ? UINT64_MAX : 2 * s);
+    d = r >= s ? clink__sat_add(d, r - s) : d - (s - r);
   }
   enter_open(b, t, d, q);
 }
@@ -418,7 +385,7 @@ int clink_breaker_new(clink_breaker **out, const char *name, const clink_breaker
   b->min_calls = mc;
   if (seed == 0) {
     uint64_t s = uv_hrtime() ^ (uint64_t)(uintptr_t)b;
-    seed = splitmix64(&s);
+    seed = clink__splitmix64(&s);
   }
   b->rng = seed;
   b->state = CLINK_BREAKER_CLOSED;
@@ -485,7 +452,7 @@ int clink_breaker_acquire(clink_breaker *b, uint64_t now_ms, uint64_t *permit,
   b->in_flight++;
   if (!b->has_deadline && b->cfg.max_half_open_ms != 0) {
     b->has_deadline = 1;
-    b->deadline = sat_add(now_ms, b->cfg.max_half_open_ms);
+    b->deadline = clink__sat_add(now_ms, b->cfg.max_half_open_ms);
   }
   b->total_calls++;
   *permit = (b->gen << 1) | 1u;

@@ -54,11 +54,11 @@
 #include <limits.h>
 
 #include "internal.h"
+#include "rand.h"
 
 #define RETRY_MAX_SCHEDULE 32
 /* Budget limits: thousandths must stay exact in int64 and double. */
 #define RETRY_MAX_TOKENS 1e9
-#define TWO_POW_64 18446744073709551616.0
 
 enum { MODE_SCHEDULE = 0, MODE_EXPONENTIAL = 1 };
 
@@ -87,44 +87,6 @@ struct clink_retry {
 };
 
 static const uint64_t default_schedule[] = {1000, 2000, 5000, 10000, 30000, 60000};
-
-/* ----------------------------------------------------------- arithmetic */
-
-static inline uint64_t sat_add(uint64_t a, uint64_t b) {
-  uint64_t s = a + b;
-  return s < a ? UINT64_MAX : s;
-}
-
-/* Nearest integer of x >= 0, saturating (NaN cannot reach here). */
-static inline uint64_t round_sat(double x) {
-  x += 0.5;
-  if (!(x < TWO_POW_64)) return UINT64_MAX;
-  return (uint64_t)x;
-}
-
-static inline uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-  return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n], inclusive (Lemire's multiply-shift: no division; the bias
- * is at most (n + 1) / 2^64). */
-static inline uint64_t uniform_incl(uint64_t *state, uint64_t n) {
-  uint64_t x = splitmix64(state);
-  if (n == UINT64_MAX) return x;
-  uint64_t m = n + 1;
-#ifdef __SIZEOF_INT128__
-  __extension__ typedef unsigned __int128 u128;
-  return (uint64_t)(((u128)x * m) >> 64);
-#else
-  uint64_t xl = x & 0xffffffffu, xh = x >> 32, ml = m & 0xffffffffu, mh = m >> 32;
-  uint64_t ll = xl * ml, lh = xl * mh, hl = xh * ml, hh = xh * mh;
-  uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
-  return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
-#endif
-}
 
 /* -------------------------------------------------------------- policy */
 
@@ -238,7 +200,7 @@ int clink_retry_new(clink_retry **out, const clink_retry_policy *policy, uint64_
   if (seed == 0) {
     /* Two retries created in the same nanosecond still differ. */
     uint64_t s = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
-    seed = splitmix64(&s);
+    seed = clink__splitmix64(&s);
   }
   r->rng = seed;
   r->tokens_milli = r->p.max_milli;
@@ -267,17 +229,17 @@ static inline uint64_t backoff(clink_retry *r) {
   uint64_t d = r->cur_ms;
   switch (p->jitter) {
     case CLINK_JITTER_FULL:
-      return uniform_incl(&r->rng, d);
+      return clink__uniform_incl(&r->rng, d);
     case CLINK_JITTER_EQUAL: {
       uint64_t half = d / 2;
-      return half + uniform_incl(&r->rng, d - half);
+      return half + clink__uniform_incl(&r->rng, d - half);
     }
     case CLINK_JITTER_DECORRELATED: {
       /* Drawn over the whole [base, 3 * prev], then clipped: the cap gets the
        * mass of everything above it, as in AWS's formula. */
       uint64_t hi = r->prev > UINT64_MAX / 3 ? UINT64_MAX : r->prev * 3;
       uint64_t x = hi <= p->base_ms ? p->base_ms
-                                    : p->base_ms + uniform_incl(&r->rng, hi - p->base_ms);
+                                    : p->base_ms + clink__uniform_incl(&r->rng, hi - p->base_ms);
       return x < p->cap_ms ? x : p->cap_ms;
     }
     default:
@@ -297,7 +259,7 @@ static inline void advance(clink_retry *r, uint64_t d) {
       r->cur_f = (double)p->cap_ms;
       r->cur_ms = p->cap_ms;
     } else {
-      uint64_t m = round_sat(f);
+      uint64_t m = clink__round_sat(f);
       r->cur_f = f;
       r->cur_ms = m < p->cap_ms ? m : p->cap_ms;
     }
@@ -322,7 +284,7 @@ int clink_retry_next(clink_retry *retry, uint64_t now_ms, int err, uint64_t serv
   uint64_t d = backoff(retry);
   uint64_t delay = d > server_delay_ms ? d : server_delay_ms;
   if (p->deadline_ms != 0 &&
-      sat_add(now_ms, delay) > sat_add(retry->begin_ms, p->deadline_ms))
+      clink__sat_add(now_ms, delay) > clink__sat_add(retry->begin_ms, p->deadline_ms))
     return CLINK_ERETRY_EXHAUSTED;
 
   advance(retry, d);

@@ -12,25 +12,7 @@
 
 #include <claudelink.h>
 
-static unsigned long n_alloc;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t s);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t s);
-void *__wrap_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n) {
-  n_alloc++;
-  return __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t s) {
-  n_alloc++;
-  return __real_calloc(n, s);
-}
-void *__wrap_realloc(void *p, size_t n) {
-  n_alloc++;
-  return __real_realloc(p, n);
-}
+#include "alloc-count.h"
 
 static volatile uint64_t sink;
 
