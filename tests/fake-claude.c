@@ -19,11 +19,12 @@
  *   control_request initialize    -> success {commands,agents,output_style,
  *                                    available_output_styles,models,account,pid}
  *   control_request interrupt     -> success, no inner response; a running
- *                                    turn (see FAKE_MSG_DELAY_MS, FAKE_TOOL)
+ *                                    turn (see FAKE_MSG_DELAY_MS, FAKE_TOOL,
+ *                                    FAKE_HOOK, FAKE_MCP, FAKE_UNKNOWN_REQUEST)
  *                                    ends with a user line "[Request interrupted
  *                                    by user]" and a result error_during_execution,
  *                                    is_error true, terminal_reason aborted_streaming
- *                                    (without those two knobs a turn is written
+ *                                    (without those knobs a turn is written
  *                                    in one go, so an interrupt always comes
  *                                    after it and is only acknowledged)
  *   control_request set_permission_mode -> success {"mode":<mode>}
@@ -31,7 +32,15 @@
  *                                    later init/assistant lines; null or
  *                                    "default" restores the start-up model)
  *   other control_request         -> error "Unsupported control request subtype: <x>"
- *   control_response              -> answers the fake's can_use_tool request
+ *   control_response              -> answers the fake's pending request
+ *                                    (can_use_tool, hook_callback, ...). Any
+ *                                    other one goes to stderr and is ignored:
+ *                                      "fake-claude: protocol violation: late
+ *                                       response for cancelled request <id>"
+ *                                    for a request the fake withdrew (see
+ *                                    FAKE_CANCEL_PERMISSION), else
+ *                                      "fake-claude: unexpected
+ *                                       control_response for <id>"
  *   control_cancel_request, keep_alive -> ignored
  *   user                          -> one turn: system/init, FAKE_MSGS assistant
  *                                    lines, result. Turns run one after another;
@@ -46,10 +55,13 @@
  * counter. All assistant lines of a turn's first batch share message.id
  * "msg_fake_<turn>". "result" is the text of the turn's last assistant text,
  * cut to at most 64 bytes (at a UTF-8 boundary; "" if there was none).
- * num_turns is 1, or 2 with FAKE_TOOL. With FAKE_GARBAGE, FAKE_TOOL,
- * FAKE_API_ERROR and FAKE_LONG_LINE all set, one turn is, in this order:
+ * num_turns is 1, or 2 with FAKE_TOOL. With every turn knob set, one turn
+ * is, in this order:
  *   init, garbage, texts, tool_use, can_use_tool, tool_result, "tool said",
- *   API-error assistant, long line, result.
+ *   hook_callback, "hook said", mcp_message, "mcp said", no_such_thing
+ *   request, "unknown said", API-error assistant, long line, result.
+ * Each "... said" text is its own API message (message.id "msg_fake_<turn>"
+ * plus 'b', 'h', 'm' or 'u').
  *
  * Knobs (environment variables, all optional; integers are decimal):
  *   FAKE_MSGS=N              assistant text messages per turn (default 1).
@@ -89,15 +101,54 @@
  *                            then control_request can_use_tool with a bare
  *                            UUID request_id, then wait for its
  *                            control_response. allow -> user tool_result
- *                            "ran"; deny -> tool_result with the deny message
+ *                            "ran", followed by " input=<updatedInput>" when
+ *                            the answer's updatedInput (compact JSON)
+ *                            differs from the tool's input, and by
+ *                            " permissions=<updatedPermissions>" when the
+ *                            answer has that member (the same text is the
+ *                            tool_use_result's stdout);
+ *                            deny -> tool_result with the deny message
  *                            (default "denied"), is_error true, plus a
  *                            permission_denials entry; an error response or
  *                            stdin EOF counts as a deny with the error text
  *                            or "Stream closed" (after EOF no request is
  *                            sent). Then an assistant text
  *                            "tool said: ran" / "tool said: denied", and the
- *                            result (still subtype success). Responses with
- *                            other ids and control_cancel_request are ignored.
+ *                            result (still subtype success).
+ *   FAKE_CANCEL_PERMISSION=1 (with FAKE_TOOL) right after can_use_tool send
+ *                            {"type":"control_cancel_request","request_id":
+ *                            <its id>} and, without waiting, count it as a
+ *                            deny with the message "cancelled". An answer
+ *                            that still arrives for it is reported on stderr
+ *                            (see control_response above).
+ *   FAKE_HOOK=1              after the tool step, send
+ *                              {"type":"control_request","request_id":<uuid>,
+ *                               "request":{"subtype":"hook_callback",
+ *                               "callback_id":"hook_0","input":{"session_id",
+ *                               "transcript_path","cwd","permission_mode",
+ *                               "hook_event_name":"PreToolUse","tool_name":
+ *                               "Bash","tool_input":{"command":"ls"},
+ *                               "tool_use_id":"toolu_x"},"tool_use_id":
+ *                               "toolu_x"}}
+ *                            wait for its control_response, and report it in
+ *                            an assistant text "hook said: <answer>": the
+ *                            compact JSON of the response's inner "response"
+ *                            ("null" if absent), or "error: <error text>"
+ *                            ("error: Stream closed" at stdin EOF). An
+ *                            interrupt while waiting ends the turn as above.
+ *                            Also, at the first initialize of the process,
+ *                            one stderr line "init-hooks: <compact JSON of
+ *                            the request's hooks member, null if absent>".
+ *   FAKE_MCP=1               the same with {"subtype":"mcp_message",
+ *                            "server_name":"calc","message":{"jsonrpc":"2.0",
+ *                            "id":7,"method":"tools/list"}}: "mcp said: ..."
+ *   FAKE_UNKNOWN_REQUEST=1   the same with {"subtype":"no_such_thing"}:
+ *                            "unknown said: ..."
+ *   FAKE_STDERR_TURNS=1      write "turn <n>" to stderr as turn n (1-based)
+ *                            starts. stdin lines are handled in order, so
+ *                            once the host sees it, it has seen every stderr
+ *                            line caused by what it wrote before that turn's
+ *                            user line.
  *   FAKE_API_ERROR=STATUS    each turn ends the way the real CLI reports API
  *                            errors: a synthetic assistant line (model
  *                            "<synthetic>", "error":"server_error", text
@@ -211,6 +262,7 @@ struct config {
     long long startup_delay_ms, init_delay_ms, exit_immediately;
     long long bench_lines, bench_line_bytes;
     bool echo, garbage, tool, ignore_sigterm, no_control_response;
+    bool hook, mcp, cancel_permission, unknown_request, stderr_turns;
     bool print_argv, has_exit_immediately, bench;
     bool stream_json_out, verbose;
     const char *model, *permission_mode;
@@ -232,6 +284,12 @@ static struct {
     bool in_turn, interrupted;
     const char *await_id;
     cJSON *await_response;
+
+    /* Ids of our requests withdrawn with control_cancel_request: an answer
+     * to one of them is a protocol violation. */
+    char **cancelled;
+    size_t n_cancelled;
+    bool init_hooks_printed;
 
     /* Prompts of user lines not yet run, FIFO. */
     char **queue;
@@ -612,6 +670,11 @@ static void load_knobs(void)
     c->ignore_sigterm = env_flag("FAKE_IGNORE_SIGTERM");
     c->no_control_response = env_flag("FAKE_NO_CONTROL_RESPONSE");
     c->print_argv = env_flag("FAKE_PRINT_ARGV");
+    c->hook = env_flag("FAKE_HOOK");
+    c->mcp = env_flag("FAKE_MCP");
+    c->cancel_permission = env_flag("FAKE_CANCEL_PERMISSION");
+    c->unknown_request = env_flag("FAKE_UNKNOWN_REQUEST");
+    c->stderr_turns = env_flag("FAKE_STDERR_TURNS");
 }
 
 /* Accepts `--flag value` and `--flag=value`; unknown flags are ignored (an
@@ -894,6 +957,15 @@ static void handle_control_request(const cJSON *msg)
     struct strbuf payload = {0};
 
     if (subtype && !strcmp(subtype, "initialize")) {
+        if (g.cfg.hook && !g.init_hooks_printed) {
+            struct strbuf line = {0};
+            g.init_hooks_printed = true;
+            sb_str(&line, "init-hooks: ");
+            sb_json_item(&line, cJSON_GetObjectItemCaseSensitive(req, "hooks"));
+            sb_str(&line, "\n");
+            fd_write_all(STDERR_FILENO, line.p, line.len);
+            free(line.p);
+        }
         if (g.cfg.init_delay_ms) {
             out_flush();
             sleep_ns(g.cfg.init_delay_ms * 1000000);
@@ -932,13 +1004,40 @@ static void handle_control_request(const cJSON *msg)
     free(payload.p);
 }
 
-/* A response to our pending can_use_tool; anything else is stale. */
+static bool is_cancelled(const char *id)
+{
+    for (size_t i = 0; i < g.n_cancelled; i++)
+        if (!strcmp(g.cancelled[i], id))
+            return true;
+    return false;
+}
+
+static void stderr_line(const char *fmt, const char *arg)
+{
+    struct strbuf sb = {0};
+    sb_printf(&sb, fmt, arg);
+    sb_str(&sb, "\n");
+    fd_write_all(STDERR_FILENO, sb.p, sb.len);
+    free(sb.p);
+}
+
+/* A response to our pending request (can_use_tool, hook_callback, ...).
+ * One to a withdrawn request is reported as a protocol violation; any other
+ * (unknown id, or a second answer) is reported and ignored. */
 static void handle_control_response(cJSON *msg)
 {
     cJSON *resp = cJSON_GetObjectItemCaseSensitive(msg, "response");
     const char *id = json_str(resp, "request_id");
-    if (g.await_id && !g.await_response && id && !strcmp(id, g.await_id))
+    if (g.await_id && !g.await_response && id && !strcmp(id, g.await_id)) {
         g.await_response = cJSON_DetachItemViaPointer(msg, resp);
+        return;
+    }
+    out_flush(); /* keep stdout and stderr in the order things happened */
+    if (id && is_cancelled(id))
+        stderr_line("fake-claude: protocol violation: late response for cancelled request %s",
+                    id);
+    else
+        stderr_line("fake-claude: unexpected control_response for %s", id ? id : "(no id)");
 }
 
 /* ------------------------------------------------------ input dispatch */
@@ -1141,45 +1240,98 @@ static void emit_can_use_tool(const char *req_id, const char *tool_use_id)
     free(blocked.p);
 }
 
-/* Waits for the can_use_tool answer; returns the deny message (malloc'd)
- * or NULL for allow. Sets *interrupted if an interrupt came first. */
-static char *ask_permission(const char *tool_use_id, bool *interrupted)
+/* Waits for the answer to our request req_id (just written). Returns the
+ * control_response's "response" object (caller deletes), or NULL at stdin
+ * EOF or on an interrupt (*interrupted then true). */
+static cJSON *await_answer(const char *req_id, bool *interrupted)
 {
-    char req_id[UUID_LEN + 1];
-    *interrupted = false;
-    if (g.in_eof)
-        return xstrdup("Stream closed"); /* the CLI cannot ask any more */
-    next_uuid(req_id);
-    emit_can_use_tool(req_id, tool_use_id);
     g.await_id = req_id;
     enum wait_result w = serve_input_until(0);
     cJSON *resp = g.await_response;
     g.await_id = NULL;
     g.await_response = NULL;
+    *interrupted = w == WAIT_INTERRUPTED;
+    if (*interrupted) {
+        cJSON_Delete(resp);
+        resp = NULL;
+    }
+    return resp;
+}
+
+/* The text of an error response, or NULL for a success. */
+static const char *response_error(const cJSON *resp)
+{
+    const char *subtype = json_str(resp, "subtype");
+    if (!subtype || strcmp(subtype, "error"))
+        return NULL;
+    const char *e = json_str(resp, "error");
+    return e ? e : "error";
+}
+
+/* The can_use_tool step. Returns the deny message (malloc'd), or NULL for
+ * allow with *ran (malloc'd) set to the tool_result text. Sets *interrupted
+ * if an interrupt came first. */
+static char *ask_permission(const char *tool_use_id, bool *interrupted, char **ran)
+{
+    char req_id[UUID_LEN + 1];
+    *interrupted = false;
+    *ran = NULL;
+    if (g.in_eof)
+        return xstrdup("Stream closed"); /* the CLI cannot ask any more */
+    next_uuid(req_id);
+    emit_can_use_tool(req_id, tool_use_id);
+    if (g.cfg.cancel_permission) {
+        struct strbuf sb = {0};
+        sb_printf(&sb, "{\"type\":\"control_cancel_request\",\"request_id\":\"%s\"}\n", req_id);
+        out_sb(&sb);
+        g.cancelled = xrealloc(g.cancelled, (g.n_cancelled + 1) * sizeof *g.cancelled);
+        g.cancelled[g.n_cancelled++] = xstrdup(req_id);
+        return xstrdup("cancelled");
+    }
+    cJSON *resp = await_answer(req_id, interrupted);
     char *deny = NULL;
-    if (w == WAIT_INTERRUPTED) {
-        *interrupted = true;
-    } else if (!resp) {
+    if (*interrupted)
+        return NULL;
+    if (!resp) {
         deny = xstrdup("Stream closed");
-    } else if (!strcmp(json_str(resp, "subtype") ? json_str(resp, "subtype") : "", "error")) {
-        const char *e = json_str(resp, "error");
-        deny = xstrdup(e ? e : "error");
+    } else if (response_error(resp)) {
+        deny = xstrdup(response_error(resp));
     } else {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(resp, "response");
         const char *behavior = json_str(r, "behavior"), *message = json_str(r, "message");
-        if (!behavior || strcmp(behavior, "allow"))
+        if (!behavior || strcmp(behavior, "allow")) {
             deny = xstrdup(message ? message : "denied");
+        } else {
+            /* "ran", plus what the host changed: input=<updatedInput> when it
+             * differs from the tool's input, permissions=<updatedPermissions>. */
+            const cJSON *input = cJSON_GetObjectItemCaseSensitive(r, "updatedInput");
+            const cJSON *perms = cJSON_GetObjectItemCaseSensitive(r, "updatedPermissions");
+            cJSON *orig = cJSON_CreateObject();
+            cJSON_AddStringToObject(orig, "command", "touch x");
+            struct strbuf sb = {0};
+            sb_str(&sb, "ran");
+            if (input && !cJSON_Compare(input, orig, true)) {
+                sb_str(&sb, " input=");
+                sb_json_item(&sb, input);
+            }
+            if (perms) {
+                sb_str(&sb, " permissions=");
+                sb_json_item(&sb, perms);
+            }
+            cJSON_Delete(orig);
+            *ran = sb.p;
+        }
     }
     cJSON_Delete(resp);
     return deny;
 }
 
-static void emit_tool_result(const char *tool_use_id, const char *deny)
+static void emit_tool_result(const char *tool_use_id, const char *deny, const char *ran)
 {
     struct strbuf content = {0}, extra = {0};
     sb_printf(&content, "[{\"tool_use_id\":\"%s\",\"type\":\"tool_result\",\"content\":",
               tool_use_id);
-    sb_json_string(&content, deny ? deny : "ran");
+    sb_json_string(&content, deny ? deny : ran);
     sb_printf(&content, ",\"is_error\":%s}]", deny ? "true" : "false");
     if (deny) {
         struct strbuf msg = {0};
@@ -1188,8 +1340,10 @@ static void emit_tool_result(const char *tool_use_id, const char *deny)
         sb_json_string(&extra, msg.p);
         free(msg.p);
     } else {
-        sb_str(&extra, ",\"tool_use_result\":{\"stdout\":\"ran\",\"stderr\":\"\","
-                       "\"interrupted\":false,\"isImage\":false,\"noOutputExpected\":false}");
+        sb_str(&extra, ",\"tool_use_result\":{\"stdout\":");
+        sb_json_string(&extra, ran);
+        sb_str(&extra, ",\"stderr\":\"\",\"interrupted\":false,\"isImage\":false,"
+                       "\"noOutputExpected\":false}");
     }
     emit_user_content(content.p, extra.p);
     free(content.p);
@@ -1212,10 +1366,12 @@ static bool run_tool(struct turn *t)
     t->num_turns = 2;
 
     bool interrupted;
-    char *deny = ask_permission(tool_use_id, &interrupted);
+    char *ran;
+    char *deny = ask_permission(tool_use_id, &interrupted, &ran);
     if (interrupted)
         return false;
-    emit_tool_result(tool_use_id, deny);
+    emit_tool_result(tool_use_id, deny, ran);
+    free(ran);
     if (deny) {
         sb_printf(&t->denials, "%s{\"tool_name\":\"Bash\",\"tool_use_id\":\"%s\","
                                "\"tool_input\":{\"command\":\"touch x\"}}",
@@ -1226,6 +1382,81 @@ static bool run_tool(struct turn *t)
     emit_text(t, second_msg, deny ? "tool said: denied" : "tool said: ran");
     free(deny);
     return true;
+}
+
+/* One request to the host (hook_callback, mcp_message, ...): send it, wait
+ * for its answer, then an assistant text "<label> said: <answer>", where
+ * <answer> is the compact JSON of the success payload ("null" when there is
+ * none) or "error: <text>" ("error: Stream closed" after stdin EOF, when
+ * nothing is sent). request is the inner "request" object (consumed). False
+ * if an interrupt came first. */
+static bool ask_host(struct turn *t, char tag, const char *label, cJSON *request)
+{
+    char req_id[UUID_LEN + 1], msg_id[32];
+    struct strbuf sb = {0}, text = {0};
+    cJSON *resp = NULL;
+    if (!g.in_eof) {
+        bool interrupted;
+        next_uuid(req_id);
+        sb_printf(&sb, "{\"type\":\"control_request\",\"request_id\":\"%s\",\"request\":", req_id);
+        sb_json_item(&sb, request);
+        sb_str(&sb, "}\n");
+        out_sb(&sb);
+        resp = await_answer(req_id, &interrupted);
+        if (interrupted) {
+            cJSON_Delete(request);
+            return false;
+        }
+    }
+    cJSON_Delete(request);
+    sb_printf(&text, "%s said: ", label);
+    if (!resp) {
+        sb_str(&text, "error: Stream closed");
+    } else if (response_error(resp)) {
+        sb_str(&text, "error: ");
+        sb_str(&text, response_error(resp));
+    } else {
+        sb_json_item(&text, cJSON_GetObjectItemCaseSensitive(resp, "response"));
+    }
+    cJSON_Delete(resp);
+    snprintf(msg_id, sizeof msg_id, "msg_fake_%08llx%c", (unsigned long long)g.turn, tag);
+    emit_text(t, msg_id, text.p);
+    free(text.p);
+    return true;
+}
+
+static bool run_hook(struct turn *t)
+{
+    struct strbuf path = {0};
+    sb_printf(&path, "/tmp/fake-claude/%s.jsonl", g.session_id);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "subtype", "hook_callback");
+    cJSON_AddStringToObject(req, "callback_id", "hook_0");
+    cJSON *in = cJSON_AddObjectToObject(req, "input");
+    cJSON_AddStringToObject(in, "session_id", g.session_id);
+    cJSON_AddStringToObject(in, "transcript_path", path.p);
+    cJSON_AddStringToObject(in, "cwd", g.cwd);
+    cJSON_AddStringToObject(in, "permission_mode", g.permission_mode);
+    cJSON_AddStringToObject(in, "hook_event_name", "PreToolUse");
+    cJSON_AddStringToObject(in, "tool_name", "Bash");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(in, "tool_input"), "command", "ls");
+    cJSON_AddStringToObject(in, "tool_use_id", "toolu_x");
+    cJSON_AddStringToObject(req, "tool_use_id", "toolu_x");
+    free(path.p);
+    return ask_host(t, 'h', "hook", req);
+}
+
+static bool run_mcp(struct turn *t)
+{
+    cJSON *req = cJSON_Parse("{\"subtype\":\"mcp_message\",\"server_name\":\"calc\","
+                             "\"message\":{\"jsonrpc\":\"2.0\",\"id\":7,"
+                             "\"method\":\"tools/list\"}}");
+    return ask_host(t, 'm', "mcp", req);
+}
+
+static bool run_unknown_request(struct turn *t)
+{
+    return ask_host(t, 'u', "unknown", cJSON_Parse("{\"subtype\":\"no_such_thing\"}"));
 }
 
 static void emit_api_error(struct turn *t)
@@ -1331,6 +1562,12 @@ static void run_turn(const char *prompt)
 {
     struct turn t = {.start_ns = now_ns(), .prompt = prompt, .num_turns = 1};
     g.turn++;
+    if (g.cfg.stderr_turns) {
+        char n[32];
+        snprintf(n, sizeof n, "%lld", g.turn);
+        out_flush();
+        stderr_line("turn %s", n);
+    }
     g.in_turn = true;
     g.interrupted = false;
     snprintf(t.msg_id, sizeof t.msg_id, "msg_fake_%08llx", (unsigned long long)g.turn);
@@ -1338,7 +1575,9 @@ static void run_turn(const char *prompt)
     emit_init();
     if (g.cfg.garbage)
         out_add(garbage_lines, sizeof garbage_lines - 1);
-    if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t))) {
+    if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t)) &&
+        (!g.cfg.hook || run_hook(&t)) && (!g.cfg.mcp || run_mcp(&t)) &&
+        (!g.cfg.unknown_request || run_unknown_request(&t))) {
         if (g.cfg.api_error)
             emit_api_error(&t);
         if (g.cfg.long_line)

@@ -1,5 +1,6 @@
 /* clink_client against the fake CLI: lifecycle, turns, control requests,
- * inbound permission requests, process death and close from every callback.
+ * inbound requests (permission, hooks, MCP, unknown subtypes, cancels),
+ * process death and close from every callback.
  *
  * No sleeps: a test either runs the loop until a counter moves (RUN_UNTIL,
  * one uv_run(UV_RUN_ONCE) at a time) or closes the client from a callback
@@ -22,6 +23,7 @@
 #define MAX_TURNS 16
 #define MAX_CTL 8
 #define MAX_STATES 32
+#define SAID_LEN 512
 
 typedef struct turn_rec {
   const char *expect_echo; /* the prompt, when FAKE_ECHO is on */
@@ -33,7 +35,9 @@ typedef struct turn_rec {
   char session[64], model[64];
   int result_is_error, api_status, denials, result_seen_in_on_message;
   int interrupted_user, tool_results;
-  char tool_result[128];
+  char tool_result[512];
+  /* the fake's reports of its requests: "<label> said: <this>" */
+  char hook_said[SAID_LEN], mcp_said[SAID_LEN], unknown_said[SAID_LEN];
   uint64_t raw_bytes; /* sum of raw line length + 1 of every message */
   clink_client_state state_at_done;
   /* actions */
@@ -42,9 +46,26 @@ typedef struct turn_rec {
   int interrupt_on_init;
   int close_on_done;
   int closed_here;
+  int answer_held_on_tool_result; /* from a timer, once the tool_result came */
 } turn_rec;
 
-enum perm_mode { PERM_ALLOW, PERM_DENY, PERM_ASYNC, PERM_CLOSE_ANSWER, PERM_CLOSE_HOLD };
+enum perm_mode {
+  PERM_ALLOW,
+  PERM_DENY,
+  PERM_ASYNC,
+  PERM_CLOSE_ANSWER,
+  PERM_CLOSE_HOLD,
+  PERM_HOLD,          /* kept in R.held; the test answers it */
+  PERM_ALLOW_UPDATED  /* allow with updatedInput and updatedPermissions */
+};
+
+/* How the hook and MCP handlers answer (R.req_mode). */
+enum req_mode {
+  REQ_RESPOND,      /* R.req_response (NULL = {}) */
+  REQ_FAIL,         /* clink_request_fail(R.req_response) */
+  REQ_CLOSE_ANSWER, /* close, then answer at once (the client still exists) */
+  REQ_CLOSE_HOLD    /* close; the test answers after the client is gone */
+};
 
 typedef struct rec {
   uv_loop_t loop;
@@ -82,11 +103,25 @@ typedef struct rec {
   clink_request *held;
   uv_timer_t perm_timer;
   int perm_timer_init;
+  int held_cancelled_seen;  /* clink_request_is_cancelled() when answered */
+  uint64_t out_before_answer, out_after_answer; /* messages_out around it */
+
+  /* hook_callback and mcp_message handlers */
+  int hooks, mcps, req_mode, req_answer_rc, req_field_ok;
+  const char *req_response;
+  int keep_held; /* on_closed leaves R.held to the test body */
+
+  /* every stderr line, '\n'-terminated (on_stderr_text) */
+  char err_text[8192];
+  int err_turn_marks; /* "turn <n>" lines (FAKE_STDERR_TURNS) */
 } rec;
 
 static rec R;
 static clink_options *opts;
 static int in_api, api_rc;
+
+static clink_client_metrics metrics(void);
+static void on_perm_timer(uv_timer_t *timer);
 
 #define API(expr) (in_api++, api_rc = (expr), in_api--, api_rc)
 #define NOT_IN_API() ck_assert_msg(in_api == 0, "callback inside an API call")
@@ -115,10 +150,13 @@ static void on_closed(clink_client *c, void *ud) {
   ck_assert_ptr_eq(c, R.c);
   R.closes++;
   R.close_ud_seen = ud;
-  if (R.held) {
+  if (R.held && !R.keep_held) {
     /* The client is gone: the request stays valid, its answer is refused. */
     ck_assert_ptr_null(clink_request_client(R.held));
-    R.perm_answer_rc = API(clink_request_allow(R.held, NULL, NULL));
+    if (strcmp(clink_request_subtype(R.held), "can_use_tool") == 0)
+      R.perm_answer_rc = API(clink_request_allow(R.held, NULL, NULL));
+    else
+      R.req_answer_rc = API(clink_request_respond(R.held, NULL));
     R.held = NULL;
   }
 }
@@ -172,6 +210,18 @@ static void on_stderr(clink_client *c, const char *line, size_t len, void *ud) {
   }
 }
 
+/* Keeps every stderr line (the fake's reports) for strstr() checks. */
+static void on_stderr_text(clink_client *c, const char *line, size_t len, void *ud) {
+  NOT_IN_API();
+  ck_assert_ptr_eq(ud, &R);
+  size_t used = strlen(R.err_text);
+  ck_assert_msg(used + len + 2 <= sizeof(R.err_text), "stderr record full");
+  memcpy(R.err_text + used, line, len);
+  R.err_text[used + len] = '\n';
+  R.err_text[used + len + 1] = '\0';
+  if (len > 5 && strncmp(line, "turn ", 5) == 0) R.err_turn_marks++;
+}
+
 static void on_ctl(clink_client *c, int status, const clink_msg *resp, void *ud) {
   NOT_IN_API();
   ck_assert_ptr_eq(ud, &R);
@@ -201,6 +251,12 @@ static void on_ctl(clink_client *c, int status, const clink_msg *resp, void *ud)
 static const char *json_str(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "<prefix><rest>" -> dst = rest (a report of the fake's requests). */
+static void take_said(char dst[SAID_LEN], const char *text, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(text, prefix, n) == 0) snprintf(dst, SAID_LEN, "%s", text + n);
 }
 
 static void on_msg(clink_client *c, const clink_msg *m, void *ud) {
@@ -234,6 +290,13 @@ static void on_msg(clink_client *c, const clink_msg *m, void *ud) {
       if (t->first_text == NULL && clink_msg_block_count(m) > 0 &&
           clink_msg_block_kind(m, 0) == CLINK_BLOCK_TEXT)
         t->first_text = strdup(clink_msg_block_text(m, 0));
+      for (size_t i = 0; i < clink_msg_block_count(m); i++) {
+        const char *text = clink_msg_block_text(m, i);
+        if (clink_msg_block_kind(m, i) != CLINK_BLOCK_TEXT || text == NULL) continue;
+        take_said(t->hook_said, text, "hook said: ");
+        take_said(t->mcp_said, text, "mcp said: ");
+        take_said(t->unknown_said, text, "unknown said: ");
+      }
       break;
     case CLINK_MSG_USER:
       t->users++;
@@ -242,6 +305,13 @@ static void on_msg(clink_client *c, const clink_msg *m, void *ud) {
         if (clink_msg_block_kind(m, i) == CLINK_BLOCK_TOOL_RESULT) {
           t->tool_results++;
           snprintf(t->tool_result, sizeof(t->tool_result), "%s", text ? text : "");
+          if (t->answer_held_on_tool_result) {
+            /* Not from here: a later loop turn, as an application would. */
+            t->answer_held_on_tool_result = 0;
+            ck_assert_ptr_nonnull(R.held);
+            ck_assert_int_eq(uv_timer_init(&R.loop, &R.perm_timer), 0);
+            ck_assert_int_eq(uv_timer_start(&R.perm_timer, on_perm_timer, 0, 0), 0);
+          }
         } else if (text && strcmp(text, "[Request interrupted by user]") == 0) {
           t->interrupted_user++;
         }
@@ -336,7 +406,10 @@ static void on_perm_timer(uv_timer_t *timer) {
   NOT_IN_API();
   ck_assert_ptr_nonnull(R.held);
   ck_assert_ptr_eq(clink_request_client(R.held), R.c);
+  R.held_cancelled_seen = clink_request_is_cancelled(R.held);
+  R.out_before_answer = metrics().messages_out;
   R.perm_answer_rc = API(clink_request_allow(R.held, NULL, NULL));
+  R.out_after_answer = metrics().messages_out;
   R.held = NULL;
   uv_close((uv_handle_t *)timer, NULL);
 }
@@ -377,7 +450,100 @@ static void on_perm(clink_client *c, clink_request *req, void *ud) {
       R.held = req; /* answered from the close callback */
       do_close();
       break;
+    case PERM_HOLD:
+      R.held = req;
+      break;
+    case PERM_ALLOW_UPDATED:
+      /* Every bad argument is refused; the request stays usable. */
+      ck_assert_int_eq(API(clink_request_allow(req, "{bad", NULL)), UV_EINVAL);
+      ck_assert_int_eq(API(clink_request_allow(req, "\"str\"", NULL)), UV_EINVAL);
+      ck_assert_int_eq(API(clink_request_allow(req, "{}", "not json")), UV_EINVAL);
+      ck_assert_int_eq(API(clink_request_allow(req, "{\"command\":\"touch y\"}", "{}")),
+                       UV_EINVAL);
+      ck_assert_int_eq(API(clink_request_allow(NULL, NULL, NULL)), UV_EINVAL);
+      ck_assert_int_eq(API(clink_request_is_cancelled(req)), 0);
+      R.perm_answer_rc = API(clink_request_allow(
+          req, "{\"command\":\"touch y\"}",
+          "[{\"type\":\"addRules\",\"rules\":[{\"toolName\":\"Bash\",\"ruleContent\":"
+          "\"touch y\"}],\"behavior\":\"allow\",\"destination\":\"session\"}]"));
+      break;
   }
+}
+
+/* ---------------------------------------------------- hooks and MCP */
+
+static int str_is(const cJSON *v, const char *want) {
+  return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0;
+}
+
+/* The fake's hook_callback, seen through clink_request_field(). */
+static int hook_fields_ok(clink_client *c, const clink_request *req) {
+  const cJSON *in = clink_request_field(req, "input");
+  const cJSON *tool_input = cJSON_GetObjectItemCaseSensitive(in, "tool_input");
+  const char *sid = clink_client_session_id(c);
+  return str_is(clink_request_field(req, "callback_id"), "hook_0") &&
+         str_is(clink_request_field(req, "tool_use_id"), "toolu_x") &&
+         str_is(clink_request_field(req, "subtype"), "hook_callback") &&
+         str_is(cJSON_GetObjectItemCaseSensitive(in, "hook_event_name"), "PreToolUse") &&
+         str_is(cJSON_GetObjectItemCaseSensitive(in, "tool_name"), "Bash") &&
+         str_is(cJSON_GetObjectItemCaseSensitive(tool_input, "command"), "ls") && sid &&
+         str_is(cJSON_GetObjectItemCaseSensitive(in, "session_id"), sid) &&
+         clink_request_field(req, "no_such_field") == NULL &&
+         clink_request_field(req, NULL) == NULL && clink_request_field(NULL, "input") == NULL;
+}
+
+static int mcp_fields_ok(const clink_request *req) {
+  const cJSON *rpc = clink_request_field(req, "message");
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(rpc, "id");
+  return str_is(clink_request_field(req, "server_name"), "calc") &&
+         str_is(cJSON_GetObjectItemCaseSensitive(rpc, "method"), "tools/list") &&
+         cJSON_IsNumber(id) && id->valueint == 7;
+}
+
+static void answer_req(clink_request *req) {
+  /* Bad JSON is refused and leaves the request unanswered. */
+  ck_assert_int_eq(API(clink_request_respond(req, "[1]")), UV_EINVAL);
+  ck_assert_int_eq(API(clink_request_respond(req, "{bad")), UV_EINVAL);
+  ck_assert_int_eq(API(clink_request_respond(NULL, "{}")), UV_EINVAL);
+  ck_assert_int_eq(API(clink_request_fail(NULL, "x")), UV_EINVAL);
+  switch (R.req_mode) {
+    case REQ_RESPOND:
+      R.req_answer_rc = API(clink_request_respond(req, R.req_response));
+      break;
+    case REQ_FAIL:
+      R.req_answer_rc = API(clink_request_fail(req, R.req_response));
+      break;
+    case REQ_CLOSE_ANSWER:
+      do_close();
+      R.req_answer_rc = API(clink_request_respond(req, R.req_response));
+      break;
+    case REQ_CLOSE_HOLD:
+      R.held = req;
+      do_close();
+      break;
+  }
+}
+
+static void on_hook(clink_client *c, clink_request *req, void *ud) {
+  NOT_IN_API();
+  ck_assert_ptr_eq(ud, &R);
+  R.hooks++;
+  ck_assert_str_eq(clink_request_subtype(req), "hook_callback");
+  ck_assert_ptr_eq(clink_request_client(req), c);
+  ck_assert_int_eq(clink_request_is_cancelled(req), 0);
+  ck_assert_int_eq(clink_msg_get_kind(clink_request_msg(req)), CLINK_MSG_CONTROL_REQUEST);
+  R.req_field_ok = hook_fields_ok(c, req);
+  answer_req(req);
+}
+
+static void on_mcp(clink_client *c, clink_request *req, void *ud) {
+  NOT_IN_API();
+  ck_assert_ptr_eq(ud, &R);
+  R.mcps++;
+  ck_assert_str_eq(clink_request_subtype(req), "mcp_message");
+  ck_assert_ptr_eq(clink_request_client(req), c);
+  R.req_field_ok = mcp_fields_ok(req);
+  answer_req(req);
 }
 
 /* --------------------------------------------------------------- fixture */
@@ -1149,6 +1315,319 @@ START_TEST(permission_answered_after_client_freed) {
 }
 END_TEST
 
+/* ============================================================= requests */
+
+/* One turn with the fake's knob on, every stderr line recorded. */
+static void request_turn(const char *knob) {
+  env(knob, "1");
+  ck_assert_int_eq(clink_options_set_stderr_cb(opts, on_stderr_text, &R), 0);
+  R.req_answer_rc = 12345;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "go"), 0);
+  RUN_UNTIL(R.t[0].done == 1);
+  ck_assert_int_eq(R.t[0].status, 0);
+}
+
+/* The hooks config the fake got in initialize (its first stderr line). */
+static void expect_init_hooks(const char *json) {
+  RUN_UNTIL(strchr(R.err_text, '\n') != NULL);
+  char want[1024];
+  snprintf(want, sizeof(want), "init-hooks: %s\n", json);
+  ck_assert_str_eq(R.err_text, want);
+}
+
+START_TEST(hook_answered_with_respond) {
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Bash", 30), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  R.req_response = "{\"continue\":true}";
+  request_turn("FAKE_HOOK");
+  ck_assert_int_eq(R.hooks, 1);
+  ck_assert(R.req_field_ok);
+  ck_assert_int_eq(R.req_answer_rc, 0);
+  ck_assert_str_eq(R.t[0].hook_said, "{\"continue\":true}");
+  /* NULL: the empty success payload. */
+  R.req_response = NULL;
+  R.req_answer_rc = 12345;
+  ck_assert_int_eq(query(1, "again"), 0);
+  RUN_UNTIL(R.t[1].done == 1);
+  ck_assert_int_eq(R.hooks, 2);
+  ck_assert_int_eq(R.req_answer_rc, 0);
+  ck_assert_str_eq(R.t[1].hook_said, "{}");
+  expect_init_hooks(
+      "{\"PreToolUse\":[{\"matcher\":\"Bash\",\"hookCallbackIds\":[\"hook_0\"],\"timeout\":30}]}");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(hook_indexes_and_initialize_config) {
+  ck_assert_int_eq(clink_options_add_hook(opts, NULL, "Bash", 1), UV_EINVAL);
+  ck_assert_int_eq(clink_options_add_hook(opts, "", "Bash", 1), UV_EINVAL);
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Bash", 30), 0);
+  ck_assert_int_eq(clink_options_add_hook(opts, "PostToolUse", NULL, 0), 1);
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Read", 5), 2);
+  env("FAKE_HOOK", "1");
+  ck_assert_int_eq(clink_options_set_stderr_cb(opts, on_stderr_text, &R), 0);
+  new_client();
+  connect_wait();
+  /* One entry per hook under its event, in order; no timeout for 0. */
+  expect_init_hooks(
+      "{\"PreToolUse\":[{\"matcher\":\"Bash\",\"hookCallbackIds\":[\"hook_0\"],\"timeout\":30},"
+      "{\"matcher\":\"Read\",\"hookCallbackIds\":[\"hook_2\"],\"timeout\":5}],"
+      "\"PostToolUse\":[{\"matcher\":null,\"hookCallbackIds\":[\"hook_1\"]}]}");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(hook_without_handler_is_an_error) {
+  request_turn("FAKE_HOOK");
+  ck_assert_str_eq(R.t[0].hook_said, "error: No hook callback found for ID: hook_0");
+  expect_init_hooks("null");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(hook_answered_with_fail) {
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", NULL, 0), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  R.req_mode = REQ_FAIL;
+  R.req_response = "hook \"broke\"";
+  request_turn("FAKE_HOOK");
+  ck_assert_int_eq(R.hooks, 1);
+  ck_assert_int_eq(R.req_answer_rc, 0);
+  ck_assert_str_eq(R.t[0].hook_said, "error: hook \"broke\"");
+  /* NULL message: a generic text, still an error. */
+  R.req_response = NULL;
+  ck_assert_int_eq(query(1, "again"), 0);
+  RUN_UNTIL(R.t[1].done == 1);
+  ck_assert_str_eq(R.t[1].hook_said, "error: error");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(mcp_answered_by_handler) {
+  ck_assert_int_eq(clink_options_set_mcp_cb(opts, on_mcp, &R), 0);
+  R.req_response = "{\"mcp_response\":{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[]}}}";
+  request_turn("FAKE_MCP");
+  ck_assert_int_eq(R.mcps, 1);
+  ck_assert(R.req_field_ok);
+  ck_assert_int_eq(R.req_answer_rc, 0);
+  ck_assert_str_eq(R.t[0].mcp_said, R.req_response);
+  close_and_run();
+}
+END_TEST
+
+START_TEST(mcp_without_handler_is_server_not_found) {
+  request_turn("FAKE_MCP");
+  ck_assert_str_eq(R.t[0].mcp_said,
+                   "{\"mcp_response\":{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32601,"
+                   "\"message\":\"Server 'calc' not found\"}}}");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(unknown_request_subtype_is_an_error) {
+  ck_assert_int_eq(clink_options_set_permission_cb(opts, on_perm, &R), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  ck_assert_int_eq(clink_options_set_mcp_cb(opts, on_mcp, &R), 0);
+  request_turn("FAKE_UNKNOWN_REQUEST");
+  ck_assert_str_eq(R.t[0].unknown_said,
+                   "error: Unsupported control request subtype: no_such_thing");
+  ck_assert_int_eq(R.perms + R.hooks + R.mcps, 0);
+  close_and_run();
+}
+END_TEST
+
+START_TEST(every_request_kind_in_one_turn) {
+  env("FAKE_TOOL", "1");
+  env("FAKE_HOOK", "1");
+  env("FAKE_MCP", "1");
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Bash", 0), 0);
+  ck_assert_int_eq(clink_options_set_permission_cb(opts, on_perm, &R), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  ck_assert_int_eq(clink_options_set_mcp_cb(opts, on_mcp, &R), 0);
+  R.perm_mode = PERM_DENY;
+  R.req_response = "{\"ok\":1}";
+  request_turn("FAKE_UNKNOWN_REQUEST");
+  ck_assert_int_eq(R.perms, 1);
+  ck_assert_int_eq(R.hooks, 1);
+  ck_assert_int_eq(R.mcps, 1);
+  ck_assert_str_eq(R.t[0].tool_result, "nope \"quoted\"");
+  ck_assert_str_eq(R.t[0].hook_said, "{\"ok\":1}");
+  ck_assert_str_eq(R.t[0].mcp_said, "{\"ok\":1}");
+  ck_assert_str_eq(R.t[0].unknown_said,
+                   "error: Unsupported control request subtype: no_such_thing");
+  ck_assert_str_eq(R.t[0].result_text,
+                   "unknown said: error: Unsupported control request subtype: no_suc");
+  /* initialize, the user line and one answer per request, nothing else. */
+  ck_assert_uint_eq(metrics().messages_out, 1 + 1 + 4);
+  close_and_run();
+}
+END_TEST
+
+START_TEST(cancelled_permission_answer_writes_nothing) {
+  env("FAKE_TOOL", "1");
+  env("FAKE_CANCEL_PERMISSION", "1");
+  env("FAKE_STDERR_TURNS", "1");
+  ck_assert_int_eq(clink_options_set_permission_cb(opts, on_perm, &R), 0);
+  ck_assert_int_eq(clink_options_set_stderr_cb(opts, on_stderr_text, &R), 0);
+  R.perm_mode = PERM_HOLD;
+  R.perm_answer_rc = 12345;
+  new_client();
+  connect_wait();
+  /* The cancel comes right after the request; the tool_result after it. */
+  R.t[0].answer_held_on_tool_result = 1;
+  ck_assert_int_eq(query(0, "use a tool"), 0);
+  RUN_UNTIL(R.t[0].done == 1 && R.held == NULL);
+  ck_assert_int_eq(R.perms, 1);
+  ck_assert_int_eq(R.held_cancelled_seen, 1);
+  ck_assert_int_eq(R.perm_answer_rc, 0);
+  ck_assert_uint_eq(R.out_after_answer, R.out_before_answer);
+  ck_assert_int_eq(R.t[0].status, 0);
+  ck_assert_str_eq(R.t[0].tool_result, "cancelled");
+  ck_assert_str_eq(R.t[0].result_text, "tool said: denied");
+  ck_assert_int_eq(R.t[0].denials, 1);
+  /* The fake handles stdin in order: a late answer would be reported
+   * before "turn 2" (whose request is left to the close). */
+  ck_assert_int_eq(query(1, "again"), 0);
+  RUN_UNTIL(R.t[1].done == 1 && R.err_turn_marks == 2);
+  ck_assert_msg(strstr(R.err_text, "control_response") == NULL, "%s", R.err_text);
+  ck_assert_str_eq(R.err_text, "turn 1\nturn 2\n");
+  ck_assert_ptr_nonnull(R.held);
+  ck_assert_int_eq(clink_request_is_cancelled(R.held), 1);
+  close_and_run();
+  ck_assert_ptr_null(R.held);
+  ck_assert_int_eq(R.perm_answer_rc, CLINK_ECLOSING);
+}
+END_TEST
+
+START_TEST(answer_racing_the_cancel_arrives_late) {
+  /* Answered inside the callback, before the cancel line is read: the
+   * answer goes out and the fake sees it late (checks the fake's check). */
+  env("FAKE_TOOL", "1");
+  env("FAKE_CANCEL_PERMISSION", "1");
+  ck_assert_int_eq(clink_options_set_permission_cb(opts, on_perm, &R), 0);
+  ck_assert_int_eq(clink_options_set_stderr_cb(opts, on_stderr_text, &R), 0);
+  R.perm_mode = PERM_DENY;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "use a tool"), 0);
+  RUN_UNTIL(R.t[0].done == 1 &&
+            strstr(R.err_text, "late response for cancelled request") != NULL);
+  ck_assert_int_eq(R.perm_answer_rc, 0);
+  ck_assert_str_eq(R.t[0].tool_result, "cancelled");
+  close_and_run();
+}
+END_TEST
+
+START_TEST(permission_allow_with_updated_input_and_permissions) {
+  permission_turn(PERM_ALLOW_UPDATED);
+  ck_assert_str_eq(R.t[0].tool_result,
+                   "ran input={\"command\":\"touch y\"} permissions=[{\"type\":\"addRules\","
+                   "\"rules\":[{\"toolName\":\"Bash\",\"ruleContent\":\"touch y\"}],"
+                   "\"behavior\":\"allow\",\"destination\":\"session\"}]");
+  ck_assert_str_eq(R.t[0].result_text, "tool said: ran");
+  ck_assert_int_eq(R.t[0].denials, 0);
+  close_and_run();
+}
+END_TEST
+
+START_TEST(hook_answered_while_closing) {
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Bash", 0), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  env("FAKE_HOOK", "1");
+  R.req_mode = REQ_CLOSE_ANSWER;
+  R.req_answer_rc = 12345;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "go"), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.hooks, 1);
+  /* stdin already ended: refused; the CLI saw EOF and finished the turn. */
+  ck_assert_int_eq(R.req_answer_rc, CLINK_ECLOSING);
+  ck_assert_int_eq(R.t[0].done, 1);
+  ck_assert_int_eq(R.t[0].status, 0);
+  ck_assert_str_eq(R.t[0].hook_said, "error: Stream closed");
+}
+END_TEST
+
+START_TEST(hook_answered_from_close_cb) {
+  ck_assert_int_eq(clink_options_add_hook(opts, "PreToolUse", "Bash", 0), 0);
+  ck_assert_int_eq(clink_options_set_hook_cb(opts, on_hook, &R), 0);
+  ck_assert_int_eq(clink_options_set_close_turn_wait_ms(opts, 0), 0);
+  env("FAKE_HOOK", "1");
+  R.req_mode = REQ_CLOSE_HOLD;
+  R.req_answer_rc = 12345;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "go"), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.hooks, 1);
+  ck_assert_ptr_null(R.held);
+  ck_assert_int_eq(R.req_answer_rc, CLINK_ECLOSING);
+  ck_assert_int_eq(R.t[0].status, UV_ECANCELED);
+}
+END_TEST
+
+START_TEST(request_outlives_its_client) {
+  ck_assert_int_eq(clink_options_set_mcp_cb(opts, on_mcp, &R), 0);
+  env("FAKE_MCP", "1");
+  R.req_mode = REQ_CLOSE_HOLD;
+  R.keep_held = 1;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "go"), 0);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.t[0].done, 1);
+  ck_assert_str_eq(R.t[0].mcp_said, "error: Stream closed");
+  /* The client is freed; the request and its message are still readable. */
+  clink_request *req = R.held;
+  R.held = NULL;
+  ck_assert_ptr_nonnull(req);
+  ck_assert_ptr_null(clink_request_client(req));
+  ck_assert_str_eq(clink_request_subtype(req), "mcp_message");
+  ck_assert(mcp_fields_ok(req));
+  ck_assert_int_eq(clink_msg_get_kind(clink_request_msg(req)), CLINK_MSG_CONTROL_REQUEST);
+  ck_assert_int_eq(clink_request_is_cancelled(req), 0);
+  ck_assert_int_eq(API(clink_request_respond(req, "[1]")), UV_EINVAL);
+  ck_assert_int_eq(API(clink_request_fail(req, "too late")), CLINK_ECLOSING);
+}
+END_TEST
+
+START_TEST(request_of_a_dead_process_is_not_sent_to_the_next) {
+  env("FAKE_TOOL", "1");
+  env("FAKE_STDERR_TURNS", "1");
+  ck_assert_int_eq(clink_options_set_permission_cb(opts, on_perm, &R), 0);
+  ck_assert_int_eq(clink_options_set_stderr_cb(opts, on_stderr_text, &R), 0);
+  R.perm_mode = PERM_HOLD;
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "use a tool"), 0);
+  RUN_UNTIL(R.perms == 1);
+  ck_assert_int_eq(kill(clink_client_pid(R.c), SIGKILL), 0);
+  RUN_UNTIL(R.t[0].done == 1);
+  ck_assert_int_eq(R.t[0].status, CLINK_EEXITED);
+  /* The process that asked is gone: the caller learns its answer was not
+   * delivered, before (_i 0) or after (_i 1) a reconnect; above all, it
+   * must not reach the new process, which never asked. */
+  ck_assert_ptr_eq(clink_request_client(R.held), R.c);
+  if (_i == 0) ck_assert_int_eq(API(clink_request_allow(R.held, NULL, NULL)), CLINK_EEXITED);
+  connect_wait();
+  if (_i == 1) ck_assert_int_eq(API(clink_request_allow(R.held, NULL, NULL)), CLINK_EEXITED);
+  R.held = NULL;
+  R.perm_mode = PERM_ALLOW;
+  ck_assert_int_eq(query(1, "use a tool"), 0);
+  RUN_UNTIL(R.t[1].done == 1 && R.err_turn_marks == 2);
+  ck_assert_int_eq(R.perms, 2);
+  ck_assert_str_eq(R.t[1].tool_result, "ran");
+  ck_assert_msg(strstr(R.err_text, "control_response") == NULL, "%s", R.err_text);
+  close_and_run();
+}
+END_TEST
+
 /* ================================================================ death */
 
 START_TEST(crash_mid_turn_fails_turns_then_reconnect) {
@@ -1544,6 +2023,23 @@ int main(void) {
   tcase_add_test(tc, permission_without_callback_is_denied);
   tcase_add_test(tc, close_from_permission_cb_then_answer);
   tcase_add_test(tc, permission_answered_after_client_freed);
+
+  TC("requests", 20);
+  tcase_add_test(tc, hook_answered_with_respond);
+  tcase_add_test(tc, hook_indexes_and_initialize_config);
+  tcase_add_test(tc, hook_without_handler_is_an_error);
+  tcase_add_test(tc, hook_answered_with_fail);
+  tcase_add_test(tc, mcp_answered_by_handler);
+  tcase_add_test(tc, mcp_without_handler_is_server_not_found);
+  tcase_add_test(tc, unknown_request_subtype_is_an_error);
+  tcase_add_test(tc, every_request_kind_in_one_turn);
+  tcase_add_test(tc, cancelled_permission_answer_writes_nothing);
+  tcase_add_test(tc, answer_racing_the_cancel_arrives_late);
+  tcase_add_test(tc, permission_allow_with_updated_input_and_permissions);
+  tcase_add_test(tc, hook_answered_while_closing);
+  tcase_add_test(tc, hook_answered_from_close_cb);
+  tcase_add_test(tc, request_outlives_its_client);
+  tcase_add_loop_test(tc, request_of_a_dead_process_is_not_sent_to_the_next, 0, 2);
 
   TC("death", 20);
   tcase_add_test(tc, crash_mid_turn_fails_turns_then_reconnect);
