@@ -271,14 +271,22 @@ CLINK_EXTERN const struct cJSON *clink_msg_result_permission_denials(const clink
 /* One `claude` process and its conversation, driven over stream-json.
  *
  * Lifecycle: DISCONNECTED -> CONNECTING -> CONNECTED -> CLOSING -> CLOSED,
- * with ERROR when the process fails (connect may be called again from ERROR).
+ * with ERROR when the process fails (connect may be called again from ERROR)
+ * and, with a recovery policy, CONNECTED -> RECOVERING -> CONNECTED (or ERROR
+ * once the policy gives up). The state callback is a notification made on
+ * every transition, also from inside clink_client_connect() and
+ * clink_client_close(); it may close the client.
+ *
  * Turns run one at a time: a query made while a turn runs waits in a bounded
  * queue (CLINK_EQUEUE_FULL past it) and is written when the turn before it
- * ends, so every query gets exactly its own messages and result. */
-/* An inbound control request from the CLI (can_use_tool, hook_callback,
- * mcp_message). It must be answered exactly once; answering frees it. It may
- * be answered later, asynchronously, and stays valid until answered, even
- * after its client closed (the answer then returns CLINK_ECLOSING). */
+ * ends, so every query gets exactly its own messages and result.
+ *
+ * An inbound control request from the CLI (clink_request: can_use_tool,
+ * hook_callback, mcp_message) must be answered exactly once; answering frees
+ * it. It may be answered later, asynchronously, and stays valid until
+ * answered, even after its client closed (the answer then returns
+ * CLINK_ECLOSING) or its process died (CLINK_EEXITED; nothing reaches a later
+ * process). */
 
 typedef enum clink_client_state {
   CLINK_CLIENT_DISCONNECTED = 0,
@@ -454,6 +462,8 @@ typedef struct clink_client_metrics {
   uint64_t recoveries;       /* successful reconnections */
   uint64_t recovery_attempts;
   uint64_t probes, probe_failures;
+  uint64_t last_turn_ms;     /* query written to its result */
+  uint64_t turn_ms_ewma;     /* moving average of that (weight 1/5) */
 } clink_client_metrics;
 CLINK_EXTERN int clink_client_get_metrics(const clink_client *client,
                                           clink_client_metrics *out);

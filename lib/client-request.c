@@ -6,19 +6,6 @@
 #include "internal.h"
 #include "wire.h"
 
-/* A request and the process that sent it, by the client's spawn count at
- * arrival: once that process is gone (died, or replaced by a reconnect) an
- * answer must not be written to whatever process runs now, which never
- * asked. Requests are only allocated here, so the box stays private. */
-typedef struct request_box {
-  clink_request r; /* first: a clink_request * is a request_box * */
-  uint64_t spawn;
-} request_box;
-
-static uint64_t request_spawn(const clink_request *r) {
-  return ((const request_box *)r)->spawn;
-}
-
 static void link_request(clink_client *c, clink_request *r) {
   r->prev = NULL;
   r->next = c->requests;
@@ -51,7 +38,7 @@ static int answer(clink_request *r, char *line) {
     rc = CLINK_ECLOSING;
   } else if (r->cancelled) {
     rc = 0; /* the CLI withdrew it: it expects no reply */
-  } else if (request_spawn(r) != c->m.spawns) {
+  } else if (r->spawn != c->m.spawns) {
     rc = CLINK_EEXITED; /* its process was replaced by a reconnect */
   } else if (c->t == NULL) {
     rc = c->closing ? CLINK_ECLOSING : CLINK_EEXITED;
@@ -132,15 +119,14 @@ void clink__client_request_dispatch(clink_client *c, const clink_msg *m) {
     reply_error_now(c, id, "client is closing", NULL);
     return;
   }
-  request_box *box = clink__calloc(1, sizeof(*box));
-  clink_msg *ref = box ? clink_msg_ref(m) : NULL;
+  clink_request *r = clink__calloc(1, sizeof(*r));
+  clink_msg *ref = r ? clink_msg_ref(m) : NULL;
   if (ref == NULL) {
-    clink__free(box);
+    clink__free(r);
     reply_error_now(c, id, "out of memory", NULL);
     return;
   }
-  box->spawn = c->m.spawns;
-  clink_request *r = &box->r;
+  r->spawn = c->m.spawns;
   r->client = c;
   r->msg = ref;
   r->subtype = ref->control_subtype;

@@ -19,6 +19,7 @@ typedef struct clink__turn {
   void *ud;
   int status;           /* for turns failed later, from the loop */
   unsigned resent : 1;  /* already re-sent once after a recovery */
+  uint64_t started_ms;  /* when its line was written */
 } clink__turn;
 
 struct clink_request {
@@ -28,6 +29,10 @@ struct clink_request {
   const char *subtype;
   const char *id;
   int cancelled;
+  /* The client's spawn count when it arrived: once that process is gone
+   * (died, or replaced by a reconnect) an answer must not reach whatever
+   * process runs now, which never asked. */
+  uint64_t spawn;
 };
 
 #define CLINK__ERR_SLOTS 24

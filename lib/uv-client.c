@@ -92,6 +92,12 @@ static void turn_free(clink__turn *t) {
 }
 
 static void finish_turn(clink_client *c, clink__turn *t, int status, const clink_msg *result) {
+  if (t->started_ms) {
+    uint64_t took = now_ms(c) - t->started_ms;
+    c->m.last_turn_ms = took;
+    c->m.turn_ms_ewma =
+        c->m.turn_ms_ewma ? (c->m.turn_ms_ewma * 4 + took) / 5 : (took ? took : 1);
+  }
   if (status == 0)
     c->m.turns_ok++;
   else {
@@ -155,7 +161,8 @@ int clink__client_write_line(clink_client *c, char *line) {
   return rc;
 }
 
-void clink__client_fail_queue(clink_client *c, int status) { fail_queue_now(c, status); }
+/* Detaches the queue now; its turns fail from the loop. */
+void clink__client_fail_queue(clink_client *c, int status) { fail_queue_deferred(c, status); }
 
 /* Starts the next queued turn when the client is idle. */
 void clink__client_pump(clink_client *c) { pump(c); }
@@ -174,6 +181,7 @@ static void pump(clink_client *c) {
       fail_turn_deferred(c, t, rc);
       continue;
     }
+    t->started_ms = now_ms(c);
     c->active = t;
   }
 }
@@ -639,10 +647,15 @@ int clink__client_spawn(clink_client *c, const char *resume) {
   const clink_options *o = c->opts;
   clink_options *tmp = NULL;
   if (resume) {
-    /* The same profile, picking the conversation up where it stopped. */
+    /* The same profile, picking the conversation up where it stopped: that
+     * session exactly, so neither --continue (the cwd's most recent
+     * conversation, maybe another client's) nor --fork-session (a new
+     * session on every recovery). */
     int rc = clink_options_dup(&tmp, c->opts);
     if (rc == 0) rc = clink_options_set_resume(tmp, resume);
     if (rc == 0) rc = clink_options_set_session_id(tmp, NULL);
+    if (rc == 0) rc = clink_options_set_continue(tmp, 0);
+    if (rc == 0) rc = clink_options_set_fork_session(tmp, 0);
     if (rc != 0) {
       clink_options_free(tmp);
       return rc;
