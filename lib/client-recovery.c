@@ -20,10 +20,12 @@ static void give_up(clink_client *c, int err) {
            "%srecovery gave up after %u attempts: %s", n ? "; " : "",
            clink_retry_attempts(c->retry), clink_strerror(err));
   clink__client_count_error(c, err);
+  /* Nothing will carry the queued turns any more. Take them before any
+   * callback runs (they fail from the loop, after FAILED): the state or
+   * recovery callback may connect again and queue turns of its own. */
+  clink__client_fail_queue(c, err);
   clink__client_set_state(c, CLINK_CLIENT_ERROR);
   emit(c, CLINK_RECOVERY_FAILED, err, 0);
-  /* Nothing will carry the queued turns any more. */
-  clink__client_fail_queue(c, err);
 }
 
 /* Schedules the next attempt after a failure err, or gives up. */
