@@ -114,11 +114,9 @@ static void on_probe_done(void *ud, int status, const clink_msg *response) {
   if (status != CLINK_ECONTROL_TIMEOUT) return;
   c->m.probe_failures++;
   clink__client_count_error(c, status);
-  snprintf(c->last_error, sizeof(c->last_error),
-           "claude did not answer an idle probe within %llu ms: killed",
-           (unsigned long long)c->opts->probe_timeout_ms);
-  /* The exit that follows takes the usual path (recovery or ERROR). */
-  if (c->t) clink__transport_kill(c->t, SIGKILL);
+  /* The exit that follows takes the usual path (recovery or ERROR); its
+   * description says why it was killed. */
+  if (c->t && clink__transport_kill(c->t, SIGKILL) == 0) c->probe_killed = 1;
 }
 
 static void probe(clink_client *c) {

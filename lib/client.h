@@ -69,6 +69,7 @@ struct clink_client {
   unsigned permit_held : 1;
   unsigned ever_connected : 1;
   unsigned probe_inflight : 1;
+  unsigned probe_killed : 1; /* the exit that follows was our kill */
   clink_recovery_cb recovery_cb;
   void *recovery_ud;
 

@@ -514,6 +514,13 @@ static void describe_exit(clink_client *c, int64_t status, int sig) {
                            "claude (pid %d) exited with code %lld", clink_client_pid(c),
                            (long long)status);
   if (off < 0 || (size_t)off >= sizeof(c->last_error)) return;
+  if (c->probe_killed) {
+    c->probe_killed = 0;
+    off += snprintf(c->last_error + off, sizeof(c->last_error) - (size_t)off,
+                    " after it did not answer an idle probe within %llu ms",
+                    (unsigned long long)c->opts->probe_timeout_ms);
+    if ((size_t)off >= sizeof(c->last_error)) return;
+  }
   if (c->last_error_result[0])
     off += snprintf(c->last_error + off, sizeof(c->last_error) - (size_t)off,
                     "; last error result: %s", c->last_error_result);

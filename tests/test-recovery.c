@@ -1050,6 +1050,7 @@ START_TEST(without_policy_death_is_error) {
     ck_assert_uint_eq(metrics().probe_failures, 1);
     const char *err = clink_client_last_error(R.c);
     ck_assert_msg(strstr(err, "signal 9") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "did not answer an idle probe within 500 ms") != NULL, "%s", err);
   } else {
     ck_assert_int_eq(query(0, "dies"), 0);
     ck_assert_int_eq(query(1, "queued"), 0);
