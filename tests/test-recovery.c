@@ -1072,6 +1072,35 @@ START_TEST(without_policy_death_is_error) {
 }
 END_TEST
 
+/* The CLI dies after message k of a running turn, for every k of the turn
+ * (0: right after system/init; 5: right before the result). Each time the
+ * client recovers and the re-sent turn completes: no message position loses
+ * a turn. */
+START_TEST(crash_after_every_message_of_a_turn_recovers) {
+  char k[16];
+  snprintf(k, sizeof(k), "%d", _i);
+  env("FAKE_MSGS", "5");
+  env("FAKE_ECHO", "1");
+  env("FAKE_CRASH_AFTER", k);
+  env("FAKE_CRASH_SIGNAL", _i % 2 ? "9" : "11");
+  env("FAKE_CRASH_TURN", "2"); /* turn 1 of each process is fine */
+  set_policy(6);
+  ck_assert_int_eq(clink_options_set_resend_interrupted_turn(opts, 1), 0);
+  new_client();
+  connect_and_turn(0);
+  ck_assert_int_eq(query(1, "the turn that dies"), 0);
+  RUN_UNTIL(R.t[1].done == 1);
+  ck_assert_msg(R.t[1].status == 0, "k=%d: %s", _i, clink_err_name(R.t[1].status));
+  ck_assert_int_ge(R.t[1].echo_hits, 1);
+  ck_assert_int_eq(R.t[1].results, 1);
+  clink_client_metrics m = metrics();
+  ck_assert_uint_eq(m.recoveries, 1);
+  ck_assert_uint_eq(m.spawns, 2);
+  ck_assert_int_eq(clink_client_get_state(R.c), CLINK_CLIENT_CONNECTED);
+  close_and_run();
+}
+END_TEST
+
 /* ================================================================= main */
 
 int main(void) {
@@ -1087,6 +1116,7 @@ int main(void) {
   TC("crash", 20);
   tcase_add_test(tc, crash_mid_turn_recovers_and_runs_queued_turn);
   TC("resend", 20);
+  tcase_add_loop_test(tc, crash_after_every_message_of_a_turn_recovers, 0, 6);
   tcase_add_test(tc, resend_interrupted_turn_once_ahead_of_queue);
   tcase_add_test(tc, resent_turn_dies_again_fails_eexited);
   TC("resume", 20);
