@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test, three ways: a plain build, ASan+UBSan, and valgrind.
+# Every test, three ways: a plain build, ASan+UBSan, and valgrind (plus the
+# unit suite against a static build).
 # Installs what it needs (Debian 12, as root) and builds from scratch.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,11 @@ meson setup "$out/plain" -Dwerror=true -Dbuildtype=debugoptimized >/dev/null
 meson compile -C "$out/plain" >/dev/null
 run plain "$out/plain"
 run valgrind "$out/plain" --setup valgrind --no-suite script
+
+# A static library must build and pass the unit suite too.
+meson setup "$out/static" -Dwerror=true -Ddefault_library=static -Dbenchmarks=false >/dev/null
+meson compile -C "$out/static" >/dev/null
+run static "$out/static" --suite unit
 
 meson setup "$out/asan" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dbenchmarks=false >/dev/null
