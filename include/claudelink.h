@@ -61,7 +61,8 @@ extern "C" {
   XX(CIRCUIT_OPEN, -20016, "circuit breaker open")                             \
   XX(RETRY_EXHAUSTED, -20017, "retries exhausted")                             \
   XX(INTERRUPTED, -20018, "turn interrupted")                                 \
-  XX(BUDGET_EXHAUSTED, -20019, "retry budget exhausted")
+  XX(BUDGET_EXHAUSTED, -20019, "retry budget exhausted")                     \
+  XX(POOL_TIMEOUT, -20020, "timed out waiting for a pooled session")
 
 typedef enum clink_errno {
 #define CLINK__ERR_ENUM(name, value, msg) CLINK_E##name = value,
@@ -89,6 +90,8 @@ typedef struct clink_retry clink_retry;               /* one owner's retry state
 typedef struct clink_breaker clink_breaker;           /* a circuit breaker */
 typedef struct clink_breaker_config clink_breaker_config;
 typedef struct clink_breaker_registry clink_breaker_registry;
+typedef struct clink_pool clink_pool;                 /* pre-warmed clients */
+typedef struct clink_pool_config clink_pool_config;
 
 /* --------------------------------------------------------------- version */
 
@@ -723,6 +726,117 @@ CLINK_EXTERN int clink_exec_cancel(clink_exec *exec);
 CLINK_EXTERN unsigned int clink_exec_attempts(const clink_exec *exec);
 /* The error of the last failed attempt (or breaker rejection), 0 if none. */
 CLINK_EXTERN int clink_exec_last_error(const clink_exec *exec);
+
+/* ------------------------------------------------------------------ pool */
+
+/* A pool of clients of one spawn profile (the options fixed when a process
+ * starts): pre-warmed, connected and initialized processes handed out one
+ * at a time. Members are ordinary clink_client objects owned by the pool;
+ * closing the pool closes them. */
+typedef enum clink_pool_shutdown_mode {
+  CLINK_POOL_DRAIN = 0,    /* let checked-out clients come back, then close */
+  CLINK_POOL_IMMEDIATE = 1 /* close everything now (running turns fail) */
+} clink_pool_shutdown_mode;
+
+typedef enum clink_pool_event {
+  CLINK_POOL_EVENT_SPAWNED = 0,  /* a member connected */
+  CLINK_POOL_EVENT_CLOSED = 1,   /* a member was closed; detail: the reason */
+  CLINK_POOL_EVENT_LEAK = 2,     /* a checkout outlived the leak threshold; detail: where */
+  CLINK_POOL_EVENT_REPLACED = 3, /* a dead idle member was replaced */
+  CLINK_POOL_EVENT_SHUTDOWN = 4  /* shutdown finished */
+} clink_pool_event;
+
+/* Why members close (counted in the stats). */
+typedef enum clink_pool_close_reason {
+  CLINK_POOL_CLOSE_DEAD = 0,
+  CLINK_POOL_CLOSE_UNHEALTHY = 1,
+  CLINK_POOL_CLOSE_LIFETIME = 2,
+  CLINK_POOL_CLOSE_IDLE = 3,
+  CLINK_POOL_CLOSE_MAX_TURNS = 4,
+  CLINK_POOL_CLOSE_VALIDATION = 5,
+  CLINK_POOL_CLOSE_REBALANCE = 6,
+  CLINK_POOL_CLOSE_SHUTDOWN = 7,
+  CLINK_POOL_CLOSE_REASONS_ = 8
+} clink_pool_close_reason;
+
+/* Defaults: min idle 1, max size 10, acquire timeout 30 s, max lifetime 30
+ * min (each process up to 2.5 % shorter), idle timeout 10 min, no turn limit,
+ * validate after 30 s idle (probe timeout 5 s), leak threshold off, at most
+ * 1024 waiters, shutdown in batches of 10, 15 s per process, 30 s per
+ * batch. */
+CLINK_EXTERN int clink_pool_config_new(clink_pool_config **out);
+CLINK_EXTERN void clink_pool_config_free(clink_pool_config *cfg);
+CLINK_EXTERN int clink_pool_config_set_size(clink_pool_config *cfg, unsigned int min_idle,
+                                            unsigned int max_size);
+CLINK_EXTERN int clink_pool_config_set_acquire_timeout_ms(clink_pool_config *cfg,
+                                                          uint64_t ms);
+/* 0 = unlimited. */
+CLINK_EXTERN int clink_pool_config_set_max_waiters(clink_pool_config *cfg, unsigned int n);
+/* 0 disables each limit. */
+CLINK_EXTERN int clink_pool_config_set_max_lifetime_ms(clink_pool_config *cfg, uint64_t ms,
+                                                       double jitter_pct);
+CLINK_EXTERN int clink_pool_config_set_idle_timeout_ms(clink_pool_config *cfg, uint64_t ms);
+CLINK_EXTERN int clink_pool_config_set_max_turns(clink_pool_config *cfg, unsigned int turns);
+/* A member idle longer than after_ms is probed before it is handed out. */
+CLINK_EXTERN int clink_pool_config_set_validation(clink_pool_config *cfg, uint64_t after_ms,
+                                                  uint64_t timeout_ms);
+CLINK_EXTERN int clink_pool_config_set_leak_threshold_ms(clink_pool_config *cfg, uint64_t ms);
+CLINK_EXTERN int clink_pool_config_set_shutdown(clink_pool_config *cfg, unsigned int batch,
+                                                uint64_t per_process_ms,
+                                                uint64_t per_batch_ms);
+
+typedef void (*clink_pool_event_cb)(clink_pool *pool, clink_pool_event event,
+                                    clink_client *client, const char *detail, void *ud);
+/* The result of an acquire: status 0 with a connected client (yours until
+ * clink_pool_release()), or CLINK_EPOOL_TIMEOUT, CLINK_EQUEUE_FULL (too many
+ * waiters), CLINK_ECIRCUIT_OPEN (retry_after_ms says when to try again),
+ * CLINK_ECLOSING (shutting down), or a spawn error. */
+typedef void (*clink_acquire_cb)(clink_pool *pool, int status, clink_client *client,
+                                 uint64_t retry_after_ms, void *ud);
+typedef void (*clink_pool_close_cb)(clink_pool *pool, void *ud);
+
+/* opts and cfg are copied. The pool starts filling to min idle at once. */
+CLINK_EXTERN int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
+                                const clink_pool_config *cfg);
+/* Spawns go through this breaker (borrowed; e.g. the registry's claude_sdk):
+ * while it is open, acquires that would spawn fail at once with retry-after. */
+CLINK_EXTERN void clink_pool_set_breaker(clink_pool *pool, clink_breaker *breaker);
+CLINK_EXTERN void clink_pool_set_event_cb(clink_pool *pool, clink_pool_event_cb cb, void *ud);
+
+/* Synchronous fast path: an idle healthy member now (0), or UV_EAGAIN. No
+ * callback, no allocation. */
+CLINK_EXTERN int clink_pool_try_acquire(clink_pool *pool, clink_client **out);
+/* Async acquire: an idle member, else a new one (while under max size), else
+ * a FIFO wait bounded by the acquire timeout. cb runs from the loop, never
+ * inside this call. session_id (may be NULL) asks for the member that holds
+ * that conversation, or a new process resuming it. where (may be NULL, not
+ * copied: a string literal) names the call site for leak reports. */
+CLINK_EXTERN int clink_pool_acquire(clink_pool *pool, const char *session_id,
+                                    const char *where, clink_acquire_cb cb, void *ud);
+/* Gives a member back: healthy ones go idle, dead or unhealthy ones are
+ * closed and replaced to keep min idle. */
+CLINK_EXTERN int clink_pool_release(clink_pool *pool, clink_client *client);
+
+/* Stops accepting, then closes members in batches. A second call escalates
+ * to IMMEDIATE. cb runs once, from the loop, after every member is closed;
+ * the pool is freed after it returns. */
+CLINK_EXTERN int clink_pool_shutdown(clink_pool *pool, clink_pool_shutdown_mode mode,
+                                     clink_pool_close_cb cb, void *ud);
+
+/* Acquire wait histogram: bucket i counts waits <= 10^i us (i = 0..10, 1 us
+ * to 10,000 s); the last bucket counts longer ones. */
+#define CLINK_POOL_WAIT_BUCKETS 12
+typedef struct clink_pool_stats {
+  size_t struct_size;
+  uint32_t size, idle, in_use, starting, pending_acquires;
+  uint64_t created, closed;
+  uint64_t closed_by_reason[CLINK_POOL_CLOSE_REASONS_];
+  uint64_t acquired, acquired_idle, acquired_waited, timeouts, rejected, leaks;
+  uint64_t wait_hist[CLINK_POOL_WAIT_BUCKETS];
+  uint64_t wait_total_us, wait_max_us;
+} clink_pool_stats;
+/* out->struct_size must be set by the caller. */
+CLINK_EXTERN int clink_pool_get_stats(const clink_pool *pool, clink_pool_stats *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,64 @@
+/* Pure helpers of the pool: see pool.h. */
+#include "pool.h"
+
+uint64_t clink__pool_rng(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double clink__pool_score(const clink__pool_health *h) {
+  double lat = (double)h->turn_ms_ewma + 1.0;
+  uint64_t turns = h->turns_ok + h->turns_failed;
+  double err = (double)h->turns_failed / (double)(turns + 1);
+  double age = 0.0;
+  if (h->lifetime_ms) {
+    age = (double)h->age_ms / (double)h->lifetime_ms;
+    if (age > 1.0) age = 1.0;
+  }
+  return lat * (1.0 + 8.0 * err) * (1.0 + age / 2.0);
+}
+
+void clink__pool_p2c(uint64_t r, size_t n, size_t *i, size_t *j) {
+  if (n < 2) {
+    *i = *j = 0;
+    return;
+  }
+  /* Multiply-shift ranges: no division on the fast path. */
+  size_t a = (size_t)(((r >> 32) * (uint64_t)n) >> 32);
+  size_t b = (size_t)(((r & 0xffffffffu) * (uint64_t)(n - 1)) >> 32);
+  if (b >= a) b++;
+  *i = a;
+  *j = b;
+}
+
+size_t clink__pool_rebalance_pick(const double *scores, const uint64_t *turns, size_t n) {
+  if (n < 2) return SIZE_MAX;
+  size_t worst = 0;
+  double sum = 0.0;
+  for (size_t k = 0; k < n; k++) {
+    sum += scores[k];
+    if (scores[k] > scores[worst]) worst = k;
+  }
+  if (turns[worst] < CLINK__POOL_REBALANCE_MIN_TURNS) return SIZE_MAX;
+  double others = (sum - scores[worst]) / (double)(n - 1);
+  return scores[worst] >= CLINK__POOL_REBALANCE_FACTOR * others ? worst : SIZE_MAX;
+}
+
+uint64_t clink__pool_lifetime(uint64_t lifetime_ms, double jitter_pct, uint64_t r) {
+  if (lifetime_ms == 0 || jitter_pct <= 0.0) return lifetime_ms;
+  double u = (double)(r >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+  uint64_t cut = (uint64_t)((double)lifetime_ms * jitter_pct / 100.0 * u);
+  return cut < lifetime_ms ? lifetime_ms - cut : 1;
+}
+
+unsigned clink__pool_wait_bucket(uint64_t us, unsigned n_buckets) {
+  unsigned b = 0;
+  uint64_t limit = 1;
+  while (b + 1 < n_buckets && us > limit) {
+    b++;
+    limit = limit > UINT64_MAX / 10 ? UINT64_MAX : limit * 10;
+  }
+  return b;
+}
