@@ -5,12 +5,16 @@
 #include "internal.h"
 #include "message.h"
 
+/* Most sessions have one or two requests out at a time: start small. */
+#define CTL_INITIAL 4
+
 int clink__ctl_init(clink__ctl *c, size_t max_inflight, uint64_t seed) {
   if (max_inflight == 0) return UV_EINVAL;
   memset(c, 0, sizeof(*c));
-  c->e = clink__calloc(max_inflight, sizeof(*c->e));
+  c->cap = max_inflight < CTL_INITIAL ? max_inflight : CTL_INITIAL;
+  c->e = clink__calloc(c->cap, sizeof(*c->e));
   if (c->e == NULL) return UV_ENOMEM;
-  c->cap = max_inflight;
+  c->max = max_inflight;
   c->rng = seed | 1;
   return 0;
 }
@@ -18,7 +22,7 @@ int clink__ctl_init(clink__ctl *c, size_t max_inflight, uint64_t seed) {
 void clink__ctl_free(clink__ctl *c) {
   clink__free(c->e);
   c->e = NULL;
-  c->cap = c->n = 0;
+  c->cap = c->n = c->max = 0;
 }
 
 /* xorshift64*: ids only need to differ between processes and restarts. */
@@ -31,7 +35,15 @@ static uint32_t next_rand(clink__ctl *c) {
 
 int clink__ctl_add(clink__ctl *c, const char *subtype, uint64_t deadline_ms,
                    clink__ctl_cb cb, void *ud, char id_out[CLINK__CTL_ID_MAX]) {
-  if (c->n == c->cap) return CLINK_ETOO_MANY_REQUESTS;
+  if (c->n == c->cap) {
+    if (c->cap == c->max) return CLINK_ETOO_MANY_REQUESTS;
+    size_t ncap = c->cap * 2 < c->max ? c->cap * 2 : c->max;
+    clink__ctl_entry *ne = realloc(c->e, ncap * sizeof(*ne));
+    if (ne == NULL) return UV_ENOMEM;
+    memset(ne + c->cap, 0, (ncap - c->cap) * sizeof(*ne));
+    c->e = ne;
+    c->cap = ncap;
+  }
   size_t i = 0;
   while (c->e[i].used) i++;
   clink__ctl_entry *e = &c->e[i];

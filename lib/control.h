@@ -29,6 +29,7 @@ typedef struct clink__ctl_entry {
 typedef struct clink__ctl {
   clink__ctl_entry *e;
   size_t cap, n;
+  size_t max; /* the table grows up to this many entries */
   uint64_t counter;
   uint64_t rng;
 } clink__ctl;
@@ -37,7 +38,7 @@ int clink__ctl_init(clink__ctl *c, size_t max_inflight, uint64_t seed);
 void clink__ctl_free(clink__ctl *c);
 
 /* Reserves an entry and writes its fresh id ("req_<n>_<8 hex>") to id_out.
- * Returns the entry index, or CLINK_ETOO_MANY_REQUESTS. */
+ * Returns the entry index, CLINK_ETOO_MANY_REQUESTS, or UV_ENOMEM. */
 int clink__ctl_add(clink__ctl *c, const char *subtype, uint64_t deadline_ms,
                    clink__ctl_cb cb, void *ud, char id_out[CLINK__CTL_ID_MAX]);
 /* Forgets an entry without calling back (its request was never sent). */

@@ -7,20 +7,28 @@
 #define FRAMER_INITIAL_CAP ((size_t)64 * 1024)
 #define FRAMER_MIN_READ ((size_t)16 * 1024)
 
-int clink__framer_init(clink__framer *f, size_t max_line,
-                       clink__framer_line_cb line_cb,
-                       clink__framer_error_cb error_cb, void *ud) {
-  if (f == NULL || max_line == 0 || line_cb == NULL) return UV_EINVAL;
+int clink__framer_init_sized(clink__framer *f, size_t max_line, size_t cap,
+                             size_t min_read, clink__framer_line_cb line_cb,
+                             clink__framer_error_cb error_cb, void *ud) {
+  if (f == NULL || max_line == 0 || line_cb == NULL || min_read == 0 || min_read > cap)
+    return UV_EINVAL;
   memset(f, 0, sizeof(*f));
-  f->cap = FRAMER_INITIAL_CAP;
+  f->cap = cap;
   f->buf = malloc(f->cap);
   if (f->buf == NULL) return UV_ENOMEM;
   f->max_line = max_line;
-  f->min_read = FRAMER_MIN_READ;
+  f->min_read = min_read;
   f->line_cb = line_cb;
   f->error_cb = error_cb;
   f->ud = ud;
   return 0;
+}
+
+int clink__framer_init(clink__framer *f, size_t max_line,
+                       clink__framer_line_cb line_cb,
+                       clink__framer_error_cb error_cb, void *ud) {
+  return clink__framer_init_sized(f, max_line, FRAMER_INITIAL_CAP, FRAMER_MIN_READ, line_cb,
+                                  error_cb, ud);
 }
 
 void clink__framer_free(clink__framer *f) {

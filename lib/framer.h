@@ -44,10 +44,16 @@ typedef struct clink__framer {
   uint64_t long_lines;  /* over-long lines dropped */
 } clink__framer;
 
-/* Allocates the initial buffer. Returns 0 or UV_ENOMEM / UV_EINVAL. */
+/* Allocates the initial buffer (64 KiB, reads of at least 16 KiB). Returns 0
+ * or UV_ENOMEM / UV_EINVAL. */
 int clink__framer_init(clink__framer *f, size_t max_line,
                        clink__framer_line_cb line_cb,
                        clink__framer_error_cb error_cb, void *ud);
+/* The same with a chosen initial capacity and minimum read size (min_read <=
+ * cap); a caller may raise f->min_read later to read in bigger chunks. */
+int clink__framer_init_sized(clink__framer *f, size_t max_line, size_t cap,
+                             size_t min_read, clink__framer_line_cb line_cb,
+                             clink__framer_error_cb error_cb, void *ud);
 void clink__framer_free(clink__framer *f);
 
 /* Copies len bytes in and delivers every line they complete. Returns 0 or

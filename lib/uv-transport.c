@@ -16,6 +16,13 @@
 #define EXIT_EOF_WAIT_MS 1000
 /* stderr lines longer than this reach the tail but not the line callback. */
 #define STDERR_MAX_LINE ((size_t)64 * 1024)
+/* Buffers start small (an idle session costs little) and grow while reads
+ * keep filling them, up to READ_MAX per read (a streaming session reads in
+ * big chunks). */
+#define OUT_INITIAL_CAP ((size_t)4096)
+#define ERR_INITIAL_CAP ((size_t)1024)
+#define READ_MIN ((size_t)1024)
+#define READ_MAX ((size_t)64 * 1024)
 #define WRITE_IOV_MAX 64
 
 typedef struct wreq {
@@ -42,6 +49,7 @@ struct clink__transport {
 
   clink__framer out_framer;
   clink__framer err_framer;
+  size_t out_offered, err_offered; /* space given to the last read */
   char *tail;
   size_t tail_cap, tail_len, tail_pos;
 
@@ -118,21 +126,34 @@ static void on_out_line_error(void *ud, int err, const char *prefix, size_t plen
   if (t->closing) clink__framer_stop(&t->out_framer);
 }
 
-static void alloc_out(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  clink__transport *t = h->data;
+/* Offers the framer's free space to the next read. */
+static void reserve_read(clink__framer *f, size_t *offered, uv_buf_t *buf) {
   char *p;
   size_t len;
-  if (clink__framer_reserve(&t->out_framer, &p, &len) != 0) {
+  if (clink__framer_reserve(f, &p, &len) != 0) {
     buf->base = NULL; /* libuv reports UV_ENOBUFS */
     buf->len = 0;
     return;
   }
-  *buf = uv_buf_init(p, (unsigned int)(len > UINT_MAX ? UINT_MAX : len));
+  if (len > UINT_MAX) len = UINT_MAX;
+  *offered = len;
+  *buf = uv_buf_init(p, (unsigned int)len);
+}
+
+/* A read that filled all the space offered: the next one gets more. */
+static void note_read(clink__framer *f, size_t offered, size_t n) {
+  if (n == offered && f->min_read < READ_MAX) f->min_read *= 2;
+}
+
+static void alloc_out(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  clink__transport *t = h->data;
+  reserve_read(&t->out_framer, &t->out_offered, buf);
 }
 
 static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   clink__transport *t = s->data;
   if (n > 0) {
+    note_read(&t->out_framer, t->out_offered, (size_t)n);
     /* While closing, keep draining so the child never blocks on a full pipe,
      * but deliver nothing. */
     if (!t->closing) clink__framer_commit(&t->out_framer, (size_t)n);
@@ -148,6 +169,8 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 /* --------------------------------------------------------------- stderr */
 
 static void tail_append(clink__transport *t, const char *p, size_t n) {
+  /* Allocated on first use: most CLIs never write to stderr. */
+  if (t->tail == NULL && (t->tail = malloc(t->tail_cap)) == NULL) return;
   if (n >= t->tail_cap) {
     memcpy(t->tail, p + n - t->tail_cap, t->tail_cap);
     t->tail_pos = 0;
@@ -164,6 +187,10 @@ static void tail_append(clink__transport *t, const char *p, size_t n) {
 
 size_t clink__transport_stderr_tail(const clink__transport *t, char *buf, size_t len) {
   if (len == 0) return 0;
+  if (t->tail == NULL) {
+    buf[0] = '\0';
+    return 0;
+  }
   size_t n = t->tail_len < len - 1 ? t->tail_len : len - 1;
   /* The newest n bytes end at tail_pos. */
   size_t start = (t->tail_pos + t->tail_cap - n) % t->tail_cap;
@@ -184,19 +211,13 @@ static void on_err_line(void *ud, const char *line, size_t len) {
 
 static void alloc_err(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   clink__transport *t = h->data;
-  char *p;
-  size_t len;
-  if (clink__framer_reserve(&t->err_framer, &p, &len) != 0) {
-    buf->base = NULL;
-    buf->len = 0;
-    return;
-  }
-  *buf = uv_buf_init(p, (unsigned int)(len > UINT_MAX ? UINT_MAX : len));
+  reserve_read(&t->err_framer, &t->err_offered, buf);
 }
 
 static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   clink__transport *t = s->data;
   if (n > 0) {
+    note_read(&t->err_framer, t->err_offered, (size_t)n);
     tail_append(t, buf->base, (size_t)n);
     if (!t->closing) clink__framer_commit(&t->err_framer, (size_t)n);
     return;
@@ -505,14 +526,13 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   t->eof_grace_ms = spec->eof_grace_ms;
   t->term_grace_ms = spec->term_grace_ms;
   t->tail_cap = spec->stderr_tail_bytes ? spec->stderr_tail_bytes : 1;
-  t->tail = malloc(t->tail_cap);
-  int rc = t->tail ? 0 : UV_ENOMEM;
-  if (rc == 0 && (t->wq_max_bytes == 0 || t->wq_max_lines == 0)) rc = UV_EINVAL;
+  int rc = t->wq_max_bytes == 0 || t->wq_max_lines == 0 ? UV_EINVAL : 0;
   if (rc == 0)
-    rc = clink__framer_init(&t->out_framer, spec->max_line_bytes, on_out_line,
-                            on_out_line_error, t);
+    rc = clink__framer_init_sized(&t->out_framer, spec->max_line_bytes, OUT_INITIAL_CAP,
+                                  READ_MIN, on_out_line, on_out_line_error, t);
   if (rc == 0)
-    rc = clink__framer_init(&t->err_framer, STDERR_MAX_LINE, on_err_line, NULL, t);
+    rc = clink__framer_init_sized(&t->err_framer, STDERR_MAX_LINE, ERR_INITIAL_CAP,
+                                  READ_MIN, on_err_line, NULL, t);
   if (rc != 0) {
     transport_free(t);
     return rc;
