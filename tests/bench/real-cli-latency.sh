@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Latency with the real claude CLI against the loopback Messages API stub:
 # claudelink (spawn -> initialize response; a query on the connected client ->
-# first assistant message; cold start -> first assistant) next to a cold
-# TypeScript SDK query(), in the same run. Prints a Markdown table of medians.
+# first assistant message; acquire from a pre-warmed pool -> first assistant;
+# cold start -> first assistant) next to a cold TypeScript SDK query(), in the
+# same run. Prints a Markdown table of medians.
 # Usage: tests/bench/real-cli-latency.sh BUILD_DIR REAL_CLAUDE [ROUNDS]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,17 +32,20 @@ run_env() {
 }
 for _ in $(seq "$rounds"); do
   (cd "$work" && run_env "$build/examples/claudelink-bench" --cli "$cli" ping) >>"$work/ours"
+  (cd "$work" && run_env "$build/tests/bench/bench-pool-latency" "$cli" ping) >>"$work/pool"
   (cd "$work" && run_env node "$anchor/bench.mjs" "$cli" ping) >>"$work/ts"
 done
-python3 - "$work/ours" "$work/ts" <<'PY'
+python3 - "$work/ours" "$work/ts" "$work/pool" <<'PY'
 import json, statistics, sys
 ours = [json.loads(l) for l in open(sys.argv[1])]
 ts = [json.loads(l) for l in open(sys.argv[2])]
+pool = [json.loads(l) for l in open(sys.argv[3])]
 m = lambda rows, k: statistics.median(r[k] for r in rows if r.get(k) is not None)
 print(f'| measure (median of {len(ours)}) | claudelink | TS SDK query() |')
 print('|---|---|---|')
 print(f"| spawn → initialize response (ms) | {m(ours,'connect_ms'):.0f} | – |")
 print(f"| query on a connected client → first assistant (ms) | {m(ours,'query_first_assistant_ms'):.0f} | – |")
+print(f"| pre-warmed pool: acquire → first assistant (ms) | {m(pool,'acquire_first_assistant_ms'):.0f} | – |")
 print(f"| cold start → first assistant (ms) | {m(ours,'first_assistant_ms'):.0f} | {m(ts,'first_assistant_ms'):.0f} |")
 print(f"| cold start → done, wall (ms) | {m(ours,'wall_ms'):.0f} | {m(ts,'wall_ms'):.0f} |")
 print(f"| host CPU (ms) | {m(ours,'cpu_ms'):.0f} | {m(ts,'cpu_ms'):.0f} |")
