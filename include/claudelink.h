@@ -135,8 +135,9 @@ CLINK_EXTERN int clink_options_set_cli_path(clink_options *opts, const char *pat
 /* Working directory of the child (also exported as PWD). NULL = inherit. */
 CLINK_EXTERN int clink_options_set_cwd(clink_options *opts, const char *dir);
 /* Child environment: inherited, then these edits in order. value NULL removes
- * the variable. CLAUDECODE is always removed; CLAUDE_CODE_ENTRYPOINT defaults to
- * "sdk-c" when absent; CLAUDE_AGENT_SDK_VERSION carries "claudelink/<version>". */
+ * the variable. CLAUDECODE is removed from the inherited environment (set it
+ * here to pass it on); CLAUDE_CODE_ENTRYPOINT defaults to "sdk-c" when absent;
+ * CLAUDE_AGENT_SDK_VERSION is always "claudelink-<version>". */
 CLINK_EXTERN int clink_options_set_env(clink_options *opts, const char *name,
                                        const char *value);
 /* Program that execs the CLI after arranging its death with the host

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "message.h"
 
 int clink_options_new(clink_options **out) {
   if (out == NULL) return UV_EINVAL;
@@ -409,10 +410,14 @@ int clink_options_add_hook(clink_options *o, const char *event, const char *matc
 int clink_options_set_initialize_extra(clink_options *o, const char *json_object) {
   CHECK_OPTS(o);
   if (json_object != NULL) {
-    cJSON *j = cJSON_Parse(json_object);
-    int ok = cJSON_IsObject(j);
+    /* Whole text must be the object: no trailing garbage. */
+    cJSON *j = cJSON_ParseWithOpts(json_object, NULL, 1);
+    int ok = cJSON_IsObject(j), parsed = j != NULL;
     cJSON_Delete(j);
-    if (!ok) return UV_EINVAL;
+    /* cJSON also fails when it runs out of memory: tell that from bad JSON. */
+    if (!ok)
+      return !parsed && clink__json_object_valid(json_object, strlen(json_object)) ? UV_ENOMEM
+                                                                                 : UV_EINVAL;
   }
   return clink__set_str(&o->initialize_extra, json_object);
 }

@@ -8,13 +8,13 @@ static char *print_and_free(cJSON *root) {
   return s;
 }
 
-/* Adds item under name, or fails (freeing item) when either is NULL. */
+/* Adds item under name, or fails (freeing item) when either is NULL or the
+ * copy of name cannot be made (cJSON then neither adds nor frees item). */
 static int add(cJSON *obj, const char *name, cJSON *item) {
-  if (obj == NULL || item == NULL) {
+  if (obj == NULL || item == NULL || !cJSON_AddItemToObject(obj, name, item)) {
     cJSON_Delete(item);
     return 0;
   }
-  cJSON_AddItemToObject(obj, name, item);
   return 1;
 }
 
@@ -43,7 +43,10 @@ char *clink__wire_control_request(const char *id, const char *subtype, cJSON *fi
   ok = add(req, "subtype", cJSON_CreateString(subtype)) && ok;
   while (ok && fields && fields->child) {
     cJSON *item = cJSON_DetachItemViaPointer(fields, fields->child);
-    cJSON_AddItemToObject(req, item->string, item);
+    if (!cJSON_AddItemToObject(req, item->string, item)) {
+      cJSON_Delete(item);
+      ok = 0;
+    }
   }
   cJSON_Delete(fields);
   ok = add(root, "request", req) && ok;

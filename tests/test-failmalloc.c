@@ -1,0 +1,751 @@
+/* Allocation failure on every constructor and main path (c-style-anchors
+ * rules 28 and 36; nghttp2's failmalloc_test, libuv's loop_init_oom).
+ *
+ * The test is linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,
+ * --wrap=free: every call to those from code linked statically (the library's
+ * objects and this file) goes through the wrappers below. The shared libcjson
+ * is out of --wrap's reach, so this program, as the host, routes cJSON's
+ * allocations through the same wrappers with cJSON_InitHooks(): cJSON's own
+ * failures are exercised too. (The library itself never calls
+ * cJSON_InitHooks(): hooks are process-global and belong to the host.)
+ *
+ * Each case is an operation that releases everything it made. It runs with
+ * allocation N failing, for N = 1, 2, ... until a run makes fewer than N
+ * allocations; then once more with every allocation from N on failing
+ * ("sticky", like a heap that stays exhausted). A run that hit a failure
+ * must return UV_ENOMEM (NULL from the wire builders) and leave nothing
+ * allocated: the wrappers keep the set of live blocks made during the run,
+ * so a leak fails the test even without valgrind or ASan (the suite runs
+ * under both too). The last run must succeed, with a correct result.
+ *
+ * Checks inside a run never call Check (its asserts allocate): a run reports
+ * a wrong result through fm_bad() and the harness asserts afterwards. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include <claudelink.h>
+
+#include "control.h"
+#include "framer.h"
+#include "message.h"
+#include "options.h"
+#include "testutil.h"
+#include "wire.h"
+
+/* --------------------------------------------------------------- wrappers */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t s);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+
+#define FM_LIVE_MAX 4096
+
+static struct {
+  int counting;          /* count calls and inject failures */
+  int tracking;          /* keep the live set */
+  unsigned long calls;   /* allocation calls counted in this run */
+  unsigned long fail_at; /* 0: none */
+  int sticky;            /* every call from fail_at on fails */
+  unsigned long injected;
+  void *live[FM_LIVE_MAX];
+  size_t n_live;
+  int overflow;
+  const char *bad; /* a run's own verdict on its result */
+} fm;
+
+static int fm_should_fail(void) {
+  if (!fm.counting) return 0;
+  fm.calls++;
+  if (fm.fail_at != 0 && (fm.calls == fm.fail_at || (fm.sticky && fm.calls > fm.fail_at))) {
+    fm.injected++;
+    return 1;
+  }
+  return 0;
+}
+
+static void fm_add(void *p) {
+  if (!fm.tracking || p == NULL) return;
+  if (fm.n_live == FM_LIVE_MAX) {
+    fm.overflow = 1;
+    return;
+  }
+  fm.live[fm.n_live++] = p;
+}
+
+static void fm_remove(void *p) {
+  if (!fm.tracking || p == NULL) return;
+  for (size_t i = fm.n_live; i-- > 0;) {
+    if (fm.live[i] == p) {
+      fm.live[i] = fm.live[--fm.n_live];
+      return;
+    }
+  }
+  /* Allocated before the run: not ours to count. */
+}
+
+void *__wrap_malloc(size_t n) {
+  if (fm_should_fail()) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = __real_malloc(n);
+  fm_add(p);
+  return p;
+}
+
+void *__wrap_calloc(size_t n, size_t s) {
+  if (fm_should_fail()) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = __real_calloc(n, s);
+  fm_add(p);
+  return p;
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+  if (n == 0) { /* glibc: a free */
+    fm_remove(p);
+    return __real_realloc(p, n);
+  }
+  if (fm_should_fail()) { /* p stays valid */
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *q = __real_realloc(p, n);
+  if (q != NULL) {
+    fm_remove(p);
+    fm_add(q);
+  }
+  return q;
+}
+
+void __wrap_free(void *p) {
+  fm_remove(p);
+  __real_free(p);
+}
+
+/* Marks the current run's result wrong (kept: the first reason). */
+static void fm_bad(const char *why) {
+  if (fm.bad == NULL) fm.bad = why;
+}
+
+/* Allocations inside hold()/release() are neither counted nor failed (still
+ * tracked): for building inputs and checking results within a run. */
+static int fm_hold(void) {
+  int was = fm.counting;
+  fm.counting = 0;
+  return was;
+}
+
+static void fm_release(int was) { fm.counting = was; }
+
+typedef int (*fm_op)(void *ctx);
+
+/* Runs op under failing allocations as described at the top; returns how
+ * many allocation calls the successful run made. */
+static unsigned long fm_run(const char *what, fm_op op, void *ctx) {
+  unsigned long total = 0;
+  for (int sticky = 0; sticky <= 1; sticky++) {
+    unsigned long n;
+    for (n = 1;; n++) {
+      ck_assert_msg(n < 100000, "%s: no end to its allocations", what);
+      memset(&fm, 0, sizeof(fm));
+      fm.fail_at = n;
+      fm.sticky = sticky;
+      fm.tracking = 1;
+      fm.counting = 1;
+      int rc = op(ctx);
+      fm.counting = 0;
+      fm.tracking = 0;
+      ck_assert_msg(fm.bad == NULL, "%s, allocation %lu%s failing: %s", what, n,
+                    sticky ? " and later" : "", fm.bad);
+      ck_assert_msg(!fm.overflow, "%s: more than %d live blocks", what, FM_LIVE_MAX);
+      ck_assert_msg(fm.n_live == 0, "%s, allocation %lu%s failing: %zu blocks leaked", what, n,
+                    sticky ? " and later" : "", fm.n_live);
+      if (fm.injected == 0) {
+        ck_assert_msg(rc == 0, "%s failed with %s and no allocation failure", what,
+                      clink_err_name(rc));
+        total = fm.calls;
+        break;
+      }
+      ck_assert_msg(rc == UV_ENOMEM, "%s, allocation %lu of %lu%s failing: %s, want UV_ENOMEM",
+                    what, n, fm.calls, sticky ? " and later" : "", clink_err_name(rc));
+    }
+    /* The wrappers did reach the operation's allocations. */
+    ck_assert_msg(n > 1, "%s made no allocation", what);
+  }
+  printf("%s: %lu allocation points\n", what, total);
+  return total;
+}
+
+/* ---------------------------------------------------------------- options */
+
+static int strv_equal(char **a, char **b) {
+  for (;; a++, b++) {
+    if (*a == NULL || *b == NULL) return *a == *b;
+    if (strcmp(*a, *b) != 0) return 0;
+  }
+}
+
+/* The parallel lists stay parallel whatever failed. */
+static void check_options_shape(const clink_options *o) {
+  if (o->extra_flags.n != o->extra_values.n) fm_bad("extra flag/value lists differ in length");
+  if (o->hook_events.n != o->hook_matchers.n || o->hook_events.n != o->hook_timeouts.n)
+    fm_bad("hook lists differ in length");
+}
+
+static int fill_options(clink_options *o) {
+  int rc;
+  clink_retry_policy *policy = NULL;
+  if ((rc = clink_options_set_cli_path(o, "/opt/claude/bin/claude")) != 0 ||
+      (rc = clink_options_set_cwd(o, "/tmp")) != 0 ||
+      (rc = clink_options_set_model(o, "claude-opus-4-8")) != 0)
+    return rc;
+  /* A setter that fails keeps the old value. */
+  rc = clink_options_set_model(o, "claude-sonnet-4-5");
+  if (rc != 0) {
+    if (o->model == NULL || strcmp(o->model, "claude-opus-4-8") != 0)
+      fm_bad("a failed setter changed the value");
+    return rc;
+  }
+  if ((rc = clink_options_set_system_prompt(o, "Answer in one word.")) != 0 ||
+      (rc = clink_options_set_fallback_model(o, "claude-haiku-4-5")) != 0 ||
+      (rc = clink_options_set_permission_mode(o, CLINK_PERMISSION_ACCEPT_EDITS)) != 0 ||
+      (rc = clink_options_add_tool(o, "Bash")) != 0 ||
+      (rc = clink_options_add_tool(o, "Read")) != 0 ||
+      (rc = clink_options_add_allowed_tool(o, "Read")) != 0 ||
+      (rc = clink_options_add_disallowed_tool(o, "WebFetch")) != 0 ||
+      (rc = clink_options_add_dir(o, "/srv/data")) != 0 ||
+      (rc = clink_options_set_env(o, "FOO", "bar")) != 0 ||
+      (rc = clink_options_set_env(o, "CLAUDECODE", NULL)) != 0 ||
+      (rc = clink_options_add_extra_arg(o, "debug", NULL)) != 0 ||
+      (rc = clink_options_add_extra_arg(o, "betas", "x,y")) != 0 ||
+      (rc = clink_options_set_setting_sources(o, "")) != 0 ||
+      (rc = clink_options_set_initialize_extra(o, "{\"agents\":{\"a\":{\"prompt\":\"p\"}}}")) != 0)
+    return rc;
+  if ((rc = clink_options_add_hook(o, "PreToolUse", "Bash", 30)) < 0) return rc;
+  if ((rc = clink_retry_policy_new(&policy)) != 0) return rc;
+  rc = clink_options_set_recovery(o, policy);
+  clink_retry_policy_free(policy);
+  return rc;
+}
+
+static int op_options(void *ctx) {
+  (void)ctx;
+  clink_options *o = (clink_options *)&fm; /* sentinel: untouched on failure */
+  int rc = clink_options_new(&o);
+  if (rc != 0) {
+    if (o != (clink_options *)&fm) fm_bad("clink_options_new() wrote *out and failed");
+    return rc;
+  }
+  rc = fill_options(o);
+  check_options_shape(o);
+  clink_options *d = (clink_options *)&fm;
+  if (rc == 0) {
+    rc = clink_options_dup(&d, o);
+    if (rc != 0 && d != (clink_options *)&fm) fm_bad("clink_options_dup() wrote *out and failed");
+  }
+  if (rc == 0) {
+    /* The copy is deep and whole: same command line. */
+    int was = fm_hold();
+    char **a = NULL, **b = NULL;
+    if (clink__options_build_args(o, &a) != 0 || clink__options_build_args(d, &b) != 0 ||
+        !strv_equal(a, b) || d->env_n != o->env_n || d->recovery == NULL ||
+        d->recovery == o->recovery || strcmp(d->initialize_extra, o->initialize_extra) != 0)
+      fm_bad("the copy differs");
+    clink__strv_free(a);
+    clink__strv_free(b);
+    fm_release(was);
+    clink_options_free(d);
+  }
+  clink_options_free(o);
+  return rc;
+}
+
+START_TEST(options_new_set_dup) { fm_run("options", op_options, NULL); }
+END_TEST
+
+/* --------------------------------------------------------------- messages */
+
+static const char ASSISTANT[] =
+    "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_fake_x3yxk772fs\",\"type\":\"message\","
+    "\"role\":\"assistant\",\"model\":\"claude-opus-4-8\",\"content\":[{\"type\":\"thinking\","
+    "\"thinking\":\"The user wants a file.\",\"signature\":\"c2ln\"},{\"type\":\"text\",\"text\":"
+    "\"I'll create it.\"},{\"type\":\"tool_use\",\"id\":\"toolu_fake_uvrirc7qgs\",\"name\":\"Bash\","
+    "\"input\":{\"command\":\"touch made-by-tool.txt && echo created\",\"description\":"
+    "\"Create a file\"}}],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,"
+    "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1,"
+    "\"service_tier\":\"standard\"},\"context_management\":null},\"parent_tool_use_id\":null,"
+    "\"session_id\":\"386fda4f-5b1e-4d6a-9c1e-2f0d7a8b9c10\",\"uuid\":"
+    "\"ce34673b-1f0e-4b7a-9d2c-5a6b7c8d9e0f\",\"request_id\":\"req_fake_mtc6nhirdw\"}";
+
+static const char RESULT[] =
+    "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"api_error_status\":500,"
+    "\"duration_ms\":174153,\"duration_api_ms\":0,\"num_turns\":1,\"result\":\"API Error: 500 "
+    "Internal server error (fake). This is a server-side issue, usually temporary \\u2014 try "
+    "again in a moment.\",\"stop_reason\":\"stop_sequence\",\"session_id\":"
+    "\"386fda4f-5b1e-4d6a-9c1e-2f0d7a8b9c10\",\"total_cost_usd\":0.000185,\"usage\":{\"input_tokens\":"
+    "12,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":5,"
+    "\"server_tool_use\":{\"web_search_requests\":0,\"web_fetch_requests\":0},\"service_tier\":"
+    "\"standard\",\"cache_creation\":{\"ephemeral_1h_input_tokens\":0,\"ephemeral_5m_input_tokens\":"
+    "0},\"inference_geo\":\"\",\"iterations\":[],\"speed\":\"standard\"},\"modelUsage\":{\"claude-opus-"
+    "4-8[1m]\":{\"inputTokens\":12,\"outputTokens\":5,\"costUSD\":0.000185,\"contextWindow\":1000000}},"
+    "\"permission_denials\":[{\"tool_name\":\"Bash\",\"tool_use_id\":\"toolu_1\",\"tool_input\":{}}],"
+    "\"terminal_reason\":\"completed\",\"fast_mode_state\":\"off\",\"uuid\":\"501adeb5-aaaa\"}";
+
+static void check_assistant(const clink_msg *m) {
+  if (clink_msg_get_kind(m) != CLINK_MSG_ASSISTANT || clink_msg_block_count(m) != 3 ||
+      clink_msg_block_kind(m, 2) != CLINK_BLOCK_TOOL_USE ||
+      strcmp(clink_msg_block_tool_name(m, 2), "Bash") != 0 ||
+      strcmp(clink_msg_block_text(m, 1), "I'll create it.") != 0)
+    fm_bad("wrong assistant message");
+}
+
+static void check_result(const clink_msg *m) {
+  if (clink_msg_get_kind(m) != CLINK_MSG_RESULT || !clink_msg_result_is_error(m) ||
+      clink_msg_result_api_error_status(m) != 500 || clink_msg_result_usage(m) == NULL ||
+      strcmp(clink_msg_result_terminal_reason(m), "completed") != 0)
+    fm_bad("wrong result message");
+}
+
+typedef struct {
+  const char *line;
+  void (*check)(const clink_msg *m);
+} msg_case;
+
+static int op_msg_parse(void *ctx) {
+  const msg_case *c = ctx;
+  clink_msg *m = (clink_msg *)&fm;
+  int rc = clink_msg_parse(&m, c->line, strlen(c->line));
+  if (rc != 0) {
+    if (m != (clink_msg *)&fm) fm_bad("clink_msg_parse() wrote *out and failed");
+    return rc;
+  }
+  c->check(m);
+  clink_msg_unref(m);
+  return 0;
+}
+
+static int op_msg_parse_borrowed(void *ctx) {
+  const msg_case *c = ctx;
+  clink_msg m;
+  memset(&m, 0, sizeof(m));
+  int rc = clink__msg_parse_borrowed(&m, c->line, strlen(c->line));
+  if (rc != 0) {
+    if (clink_msg_json(&m) != NULL) fm_bad("a failed parse left a tree");
+    return rc;
+  }
+  c->check(&m);
+  clink__msg_clear(&m);
+  return 0;
+}
+
+static int op_msg_ref(void *ctx) {
+  const clink_msg *borrowed = ctx;
+  clink_msg *copy = clink_msg_ref(borrowed);
+  if (copy == NULL) return UV_ENOMEM;
+  check_assistant(copy);
+  size_t a, b;
+  const char *ra = clink_msg_raw(copy, &a), *rb = clink_msg_raw(borrowed, &b);
+  if (a != b || ra == rb || memcmp(ra, rb, a) != 0) fm_bad("the copy's raw bytes differ");
+  clink_msg_unref(copy);
+  return 0;
+}
+
+START_TEST(msg_parse_assistant) {
+  msg_case c = {ASSISTANT, check_assistant};
+  fm_run("clink_msg_parse(assistant)", op_msg_parse, &c);
+  fm_run("clink__msg_parse_borrowed(assistant)", op_msg_parse_borrowed, &c);
+}
+END_TEST
+
+START_TEST(msg_parse_result) {
+  msg_case c = {RESULT, check_result};
+  fm_run("clink_msg_parse(result)", op_msg_parse, &c);
+  fm_run("clink__msg_parse_borrowed(result)", op_msg_parse_borrowed, &c);
+}
+END_TEST
+
+START_TEST(msg_ref_borrowed) {
+  /* Borrowed from a buffer with no NUL after the line. */
+  size_t len = strlen(ASSISTANT);
+  char *line = malloc(len);
+  ck_assert_ptr_nonnull(line);
+  memcpy(line, ASSISTANT, len);
+  clink_msg m;
+  memset(&m, 0, sizeof(m));
+  ck_assert_int_eq(clink__msg_parse_borrowed(&m, line, len), 0);
+  fm_run("clink_msg_ref(borrowed)", op_msg_ref, &m);
+  clink__msg_clear(&m);
+  free(line);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- framer */
+
+#define LONG_LINE ((size_t)300 * 1000) /* several doublings of the 64 KiB buffer */
+
+typedef struct {
+  size_t lines, longs;
+  size_t len[2];
+  int bytes_ok[2];
+} framer_seen;
+
+static void on_line(void *ud, const char *line, size_t len) {
+  framer_seen *s = ud;
+  if (s->lines < 2) {
+    s->len[s->lines] = len;
+    /* Long line: 'a'..'z' repeating; then "tail". */
+    s->bytes_ok[s->lines] = s->lines == 0 ? line[0] == 'a' && line[len - 1] == (char)('a' + (len - 1) % 26)
+                                          : len == 4 && memcmp(line, "tail", 4) == 0;
+  }
+  s->lines++;
+}
+
+static void on_long(void *ud, int err, const char *prefix, size_t prefix_len, uint64_t total) {
+  framer_seen *s = ud;
+  s->longs++;
+}
+
+static int op_framer(void *ctx) {
+  const char *data = ctx; /* LONG_LINE bytes, '\n', "tail" */
+  framer_seen seen;
+  memset(&seen, 0, sizeof(seen));
+  clink__framer f;
+  int rc = clink__framer_init(&f, (size_t)1 << 20, on_line, on_long, &seen);
+  if (rc != 0) return rc;
+  /* The first half through feed(), the rest through reserve()/commit(). */
+  size_t at = 0, total = LONG_LINE + 1 + 4;
+  while (rc == 0 && at < total / 2) {
+    size_t n = total / 2 - at < 7001 ? total / 2 - at : 7001;
+    rc = clink__framer_feed(&f, data + at, n);
+    at += n;
+  }
+  while (rc == 0 && at < total) {
+    char *dst;
+    size_t room;
+    rc = clink__framer_reserve(&f, &dst, &room);
+    if (rc != 0) break;
+    size_t n = total - at < room ? total - at : room;
+    if (n > 9000) n = 9000;
+    memcpy(dst, data + at, n);
+    rc = clink__framer_commit(&f, n);
+    at += n;
+  }
+  if (rc == 0) {
+    clink__framer_finish(&f);
+    if (seen.lines != 2 || seen.longs != 0 || seen.len[0] != LONG_LINE || !seen.bytes_ok[0] ||
+        !seen.bytes_ok[1])
+      fm_bad("wrong lines");
+  } else if (seen.lines != 0) {
+    fm_bad("a line was delivered although the buffer could not grow");
+  }
+  clink__framer_free(&f);
+  return rc;
+}
+
+START_TEST(framer_growth) {
+  size_t total = LONG_LINE + 1 + 4;
+  char *data = malloc(total);
+  ck_assert_ptr_nonnull(data);
+  for (size_t i = 0; i < LONG_LINE; i++) data[i] = (char)('a' + i % 26);
+  memcpy(data + LONG_LINE, "\ntail", 5);
+  fm_run("framer init + feed of a long line", op_framer, data);
+  free(data);
+}
+END_TEST
+
+/* ----------------------------------------------------------- retry, breaker */
+
+static int op_retry(void *ctx) {
+  (void)ctx;
+  clink_retry_policy *p = NULL, *d = NULL;
+  clink_retry *r = NULL;
+  int rc = clink_retry_policy_new(&p);
+  if (rc == 0) rc = clink_retry_policy_set_exponential(p, 100, 10000, 2.0, CLINK_JITTER_FULL);
+  if (rc == 0) rc = clink_retry_policy_set_budget(p, 10.0, 0.1);
+  if (rc == 0) rc = clink_retry_policy_dup(&d, p);
+  if (rc == 0) rc = clink_retry_new(&r, d, 42);
+  if (rc == 0) {
+    uint64_t delay = UINT64_MAX;
+    if (clink_retry_next(r, 0, UV_EPIPE, 0, &delay) != 0 || delay > 100) fm_bad("retry_next");
+  }
+  if (rc != 0 && r != NULL) fm_bad("clink_retry_new() set *out and failed");
+  clink_retry_free(r);
+  clink_retry_policy_free(d);
+  clink_retry_policy_free(p);
+  return rc;
+}
+
+START_TEST(retry_policy_and_state) { fm_run("retry policy + state", op_retry, NULL); }
+END_TEST
+
+static int op_breaker(void *ctx) {
+  (void)ctx;
+  clink_breaker_config *count_cfg = NULL, *time_cfg = NULL;
+  clink_breaker *b1 = NULL, *b2 = NULL;
+  clink_breaker_registry *reg = NULL;
+  int rc = clink_breaker_config_new(&count_cfg);
+  if (rc == 0)
+    rc = clink_breaker_config_set_failure_rate(count_cfg, 50.0, CLINK_BREAKER_WINDOW_COUNT, 20, 5);
+  if (rc == 0) rc = clink_breaker_config_new(&time_cfg);
+  if (rc == 0)
+    rc = clink_breaker_config_set_failure_rate(time_cfg, 50.0, CLINK_BREAKER_WINDOW_TIME, 60, 5);
+  if (rc == 0) rc = clink_breaker_new(&b1, "count-window", count_cfg, 7);
+  if (rc == 0) rc = clink_breaker_new(&b2, "time-window", time_cfg, 8);
+  if (rc == 0) rc = clink_breaker_registry_new(&reg, 9);
+  if (rc == 0) rc = clink_breaker_registry_add(reg, "extra", time_cfg, NULL);
+  if (rc == 0) rc = clink_breaker_registry_add(reg, "extra-2", count_cfg, NULL);
+  if (rc == 0) {
+    if (strcmp(clink_breaker_name(b1), "count-window") != 0 ||
+        clink_breaker_registry_count(reg) != 4 ||
+        clink_breaker_registry_get(reg, "claude_sdk") == NULL)
+      fm_bad("wrong breakers");
+  } else if (clink_breaker_registry_count(reg) > 4) {
+    fm_bad("registry grew on failure");
+  }
+  clink_breaker_registry_free(reg);
+  clink_breaker_free(b2);
+  clink_breaker_free(b1);
+  clink_breaker_config_free(time_cfg);
+  clink_breaker_config_free(count_cfg);
+  return rc;
+}
+
+START_TEST(breaker_config_breaker_registry) {
+  fm_run("breaker config + breakers + registry", op_breaker, NULL);
+}
+END_TEST
+
+static int op_registry(void *ctx) {
+  (void)ctx;
+  clink_breaker_registry *reg = (clink_breaker_registry *)&fm;
+  int rc = clink_breaker_registry_new(&reg, 0);
+  if (rc != 0) {
+    if (reg != NULL && reg != (clink_breaker_registry *)&fm)
+      fm_bad("clink_breaker_registry_new() set *out and failed");
+    return rc;
+  }
+  clink_breaker_registry_free(reg);
+  return 0;
+}
+
+START_TEST(breaker_registry_alone) { fm_run("breaker registry", op_registry, NULL); }
+END_TEST
+
+static int op_ctl(void *ctx) {
+  (void)ctx;
+  clink__ctl c;
+  int rc = clink__ctl_init(&c, 64, 1);
+  if (rc == 0) clink__ctl_free(&c);
+  return rc;
+}
+
+START_TEST(control_table) { fm_run("control table", op_ctl, NULL); }
+END_TEST
+
+/* ------------------------------------------------------------- spawn spec */
+
+static int env_has(char **env, const char *entry) {
+  for (; env && *env; env++)
+    if (strcmp(*env, entry) == 0) return 1;
+  return 0;
+}
+
+static int env_has_name(char **env, const char *name) {
+  size_t n = strlen(name);
+  for (; env && *env; env++)
+    if (strncmp(*env, name, n) == 0 && (*env)[n] == '=') return 1;
+  return 0;
+}
+
+static int op_spawn_spec(void *ctx) {
+  const clink_options *o = ctx;
+  clink__spawn_spec spec;
+  char err[256];
+  int rc = clink__spawn_spec_build(&spec, o, err, sizeof(err));
+  if (rc != 0) {
+    if (spec.argv != NULL || spec.env != NULL || spec.file != NULL || spec.cli != NULL)
+      fm_bad("a failed build left memory in the spec");
+    return rc;
+  }
+  const char *shim = o->exec_shim;
+  size_t cli_at = shim ? 2 : 0;
+  if (strcmp(spec.cli, o->cli_path) != 0 || strcmp(spec.file, shim ? shim : o->cli_path) != 0 ||
+      strcmp(spec.argv[cli_at], o->cli_path) != 0 ||
+      strcmp(spec.argv[cli_at + 1], "--output-format") != 0 ||
+      !env_has(spec.env, "FOO=bar") || env_has_name(spec.env, "CLAUDECODE") ||
+      !env_has(spec.env, "CLAUDE_CODE_ENTRYPOINT=sdk-c") || !env_has(spec.env, "PWD=/tmp") ||
+      spec.cwd == NULL || strcmp(spec.cwd, "/tmp") != 0)
+    fm_bad("wrong spec");
+  clink__spawn_spec_free(&spec);
+  return 0;
+}
+
+static clink_options *spec_options(const char *shim) {
+  clink_options *o = NULL;
+  ck_assert_int_eq(clink_options_new(&o), 0);
+  ck_assert_int_eq(clink_options_set_cli_path(o, "/bin/sh"), 0); /* exists, executable */
+  ck_assert_int_eq(clink_options_set_exec_shim(o, shim), 0);
+  ck_assert_int_eq(clink_options_set_cwd(o, "/tmp"), 0);
+  ck_assert_int_eq(clink_options_set_env(o, "FOO", "bar"), 0);
+  ck_assert_int_eq(clink_options_set_env(o, "CLAUDECODE", NULL), 0);
+  ck_assert_int_eq(clink_options_set_system_prompt(o, "sys"), 0);
+  ck_assert_int_eq(clink_options_set_append_system_prompt(o, "more"), 0);
+  ck_assert_int_eq(clink_options_add_tool(o, "Bash"), 0);
+  ck_assert_int_eq(clink_options_add_tool(o, "Read"), 0);
+  ck_assert_int_eq(clink_options_add_allowed_tool(o, "Read"), 0);
+  ck_assert_int_eq(clink_options_add_disallowed_tool(o, "WebFetch"), 0);
+  ck_assert_int_eq(clink_options_set_max_turns(o, 3), 0);
+  ck_assert_int_eq(clink_options_set_model(o, "claude-sonnet-4-5"), 0);
+  ck_assert_int_eq(clink_options_set_fallback_model(o, "claude-haiku-4-5"), 0);
+  ck_assert_int_eq(clink_options_set_permission_prompt_tool(o, "mcp__perm"), 0);
+  ck_assert_int_eq(clink_options_set_permission_mode(o, CLINK_PERMISSION_PLAN), 0);
+  ck_assert_int_eq(clink_options_set_continue(o, 1), 0);
+  ck_assert_int_eq(clink_options_set_resume(o, "386fda4f"), 0);
+  ck_assert_int_eq(clink_options_set_settings(o, "{}"), 0);
+  ck_assert_int_eq(clink_options_add_dir(o, "/srv/a"), 0);
+  ck_assert_int_eq(clink_options_add_dir(o, "/srv/b"), 0);
+  ck_assert_int_eq(clink_options_set_mcp_config(o, "{\"mcpServers\":{}}"), 0);
+  ck_assert_int_eq(clink_options_set_include_partial_messages(o, 1), 0);
+  ck_assert_int_eq(clink_options_set_fork_session(o, 1), 0);
+  ck_assert_int_eq(clink_options_set_setting_sources(o, "user,project"), 0);
+  ck_assert_int_eq(clink_options_add_extra_arg(o, "debug", NULL), 0);
+  ck_assert_int_eq(clink_options_add_extra_arg(o, "betas", "-x"), 0);
+  return o;
+}
+
+START_TEST(spawn_spec_with_shim) {
+  clink_options *o = spec_options("/usr/libexec/claudelink/claudelink-exec");
+  fm_run("spawn spec (shim)", op_spawn_spec, o);
+  clink_options_free(o);
+}
+END_TEST
+
+START_TEST(spawn_spec_direct) {
+  clink_options *o = spec_options(NULL);
+  fm_run("spawn spec (direct)", op_spawn_spec, o);
+  clink_options_free(o);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- wire */
+
+/* Checks a builder's line (allocations held), then frees it. */
+static int check_line(char *line, const char *type, const char *what, const char *want) {
+  if (line == NULL) return UV_ENOMEM;
+  int was = fm_hold();
+  cJSON *j = cJSON_Parse(line);
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
+  if (!cJSON_IsString(t) || strcmp(t->valuestring, type) != 0 || strchr(line, '\n') != NULL)
+    fm_bad("wrong line");
+  if (strstr(line, want) == NULL) fm_bad(what);
+  cJSON_Delete(j);
+  fm_release(was);
+  cJSON_free(line);
+  return 0;
+}
+
+static int op_wire_user(void *ctx) {
+  (void)ctx;
+  int was = fm_hold();
+  cJSON *content = cJSON_CreateString("hello \"quoted\"\nnewline");
+  fm_release(was);
+  /* The builder owns content, also when it fails. */
+  return check_line(clink__wire_user("default", content), "user", "content missing",
+                    "\"content\":\"hello \\\"quoted\\\"\\nnewline\"");
+}
+
+static int op_wire_user_blocks(void *ctx) {
+  (void)ctx;
+  int was = fm_hold();
+  cJSON *blocks = cJSON_CreateArray();
+  cJSON *b = cJSON_CreateObject();
+  cJSON_AddStringToObject(b, "type", "text");
+  cJSON_AddStringToObject(b, "text", "hi");
+  cJSON_AddItemToArray(blocks, b);
+  fm_release(was);
+  return check_line(clink__wire_user(NULL, blocks), "user", "blocks missing",
+                    "\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]");
+}
+
+static int op_wire_control_request(void *ctx) {
+  (void)ctx;
+  int was = fm_hold();
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "tool_name", "Bash");
+  cJSON_AddNumberToObject(fields, "timeout", 30);
+  cJSON_AddItemToObject(fields, "input", cJSON_Parse("{\"command\":\"ls\"}"));
+  fm_release(was);
+  return check_line(clink__wire_control_request("req_1_abcd", "can_use_tool", fields),
+                    "control_request", "request members missing",
+                    "\"request\":{\"subtype\":\"can_use_tool\",\"tool_name\":\"Bash\","
+                    "\"timeout\":30,\"input\":{\"command\":\"ls\"}}");
+}
+
+static int op_wire_control_success(void *ctx) {
+  (void)ctx;
+  int was = fm_hold();
+  cJSON *resp = cJSON_CreateObject();
+  cJSON_AddStringToObject(resp, "behavior", "allow");
+  fm_release(was);
+  int rc = check_line(clink__wire_control_success("11c6833d", resp), "control_response",
+                      "response body missing", "\"response\":{\"behavior\":\"allow\"}");
+  if (rc != 0) return rc;
+  return check_line(clink__wire_control_success("req_2_x", NULL), "control_response",
+                    "request_id missing", "\"request_id\":\"req_2_x\"");
+}
+
+static int op_wire_control_error(void *ctx) {
+  (void)ctx;
+  return check_line(clink__wire_control_error("req_7_unk", "denied \"x\""), "control_response",
+                    "error missing", "\"error\":\"denied \\\"x\\\"\"");
+}
+
+START_TEST(wire_builders) {
+  fm_run("wire user (string)", op_wire_user, NULL);
+  fm_run("wire user (blocks)", op_wire_user_blocks, NULL);
+  fm_run("wire control_request", op_wire_control_request, NULL);
+  fm_run("wire control success", op_wire_control_success, NULL);
+  fm_run("wire control error", op_wire_control_error, NULL);
+}
+END_TEST
+
+int main(void) {
+  cJSON_Hooks hooks = {__wrap_malloc, __wrap_free};
+  cJSON_InitHooks(&hooks);
+  Suite *s = suite_create("failmalloc");
+  TCase *tc = tcase_create("constructors");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, options_new_set_dup);
+  tcase_add_test(tc, retry_policy_and_state);
+  tcase_add_test(tc, breaker_config_breaker_registry);
+  tcase_add_test(tc, breaker_registry_alone);
+  tcase_add_test(tc, control_table);
+  tcase_add_test(tc, spawn_spec_with_shim);
+  tcase_add_test(tc, spawn_spec_direct);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("parsing");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, msg_parse_assistant);
+  tcase_add_test(tc, msg_parse_result);
+  tcase_add_test(tc, msg_ref_borrowed);
+  tcase_add_test(tc, framer_growth);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("wire");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, wire_builders);
+  suite_add_tcase(s, tc);
+  return clink_test_run(s);
+}
