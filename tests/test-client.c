@@ -599,14 +599,7 @@ static void close_and_run(void) {
 }
 
 static void expect_states(int n, const clink_client_state *want) {
-  ck_assert_int_eq(R.nstates, n);
-  clink_client_state prev = CLINK_CLIENT_DISCONNECTED;
-  for (int i = 0; i < n; i++) {
-    ck_assert_msg(R.to[i] == want[i], "transition %d: got %s, want %s", i,
-                  clink_client_state_name(R.to[i]), clink_client_state_name(want[i]));
-    ck_assert_int_eq(R.from[i], prev);
-    prev = R.to[i];
-  }
+  clink_test_expect_states(R.nstates, R.from, R.to, n, want);
 }
 
 #define EXPECT_STATES(...)                                                  \

@@ -23,3 +23,16 @@ static const char *need_env(const char *name) {
 const char *clink_test_fake_cli(void) { return need_env("CLINK_TEST_FAKE_CLI"); }
 
 const char *clink_test_exec_shim(void) { return need_env("CLINK_TEST_EXEC_SHIM"); }
+
+void clink_test_expect_states(int n_seen, const clink_client_state *from,
+                              const clink_client_state *to, int n,
+                              const clink_client_state *want) {
+  ck_assert_int_eq(n_seen, n);
+  clink_client_state prev = CLINK_CLIENT_DISCONNECTED;
+  for (int i = 0; i < n; i++) {
+    ck_assert_msg(to[i] == want[i], "transition %d: got %s, want %s", i,
+                  clink_client_state_name(to[i]), clink_client_state_name(want[i]));
+    ck_assert_int_eq(from[i], prev);
+    prev = to[i];
+  }
+}

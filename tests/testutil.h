@@ -5,6 +5,8 @@
 #include <check.h>
 #include <uv.h>
 
+#include <claudelink.h>
+
 /* Runs the suite (fork mode stays on unless CK_FORK=no) and returns the exit
  * status for main(). */
 int clink_test_run(Suite *s);
@@ -12,6 +14,12 @@ int clink_test_run(Suite *s);
 /* Paths handed in by meson through the environment. */
 const char *clink_test_fake_cli(void);
 const char *clink_test_exec_shim(void);
+
+/* Asserts that the recorded transitions (from[i] -> to[i], n_seen of them)
+ * are exactly want[0..n), starting from DISCONNECTED. */
+void clink_test_expect_states(int n_seen, const clink_client_state *from,
+                              const clink_client_state *to, int n,
+                              const clink_client_state *want);
 
 /* Ends a test the libuv way: every handle closed, loop closes cleanly. */
 #define CLINK_TEST_LOOP_DONE(loop)                            \
