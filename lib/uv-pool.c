@@ -959,12 +959,14 @@ static void kick(clink_pool *p) {
 /* ------------------------------------------------------------ housekeeping */
 
 static void arm_house_at(clink_pool *p, uint64_t due) {
-  if (due >= p->house_due || p->finishing) return;
+  if (p->finishing) return;
+  /* Even when an earlier due is armed (an unref'd housekeeping one): a
+   * waiter or a shutdown must hold the loop until then. */
+  if (p->n_wait || p->valq.head || p->closing) uv_ref((uv_handle_t *)&p->house);
+  if (due >= p->house_due) return;
   uint64_t now = now_ms(p);
   p->house_due = due;
   uv_timer_start(&p->house, on_house, due > now ? due - now : 0, 0);
-  if (p->n_wait || p->valq.head || p->closing)
-    uv_ref((uv_handle_t *)&p->house);
 }
 
 static int retire_ok(const clink_pool *p, const pool_member *m) {
@@ -1083,8 +1085,16 @@ static void rearm_house(clink_pool *p) {
     if (p->turns_dirty) MIN_DUE(p->rebalance_at);
     if (p->fill_retry_at > now) MIN_DUE(p->fill_retry_at);
   } else if (!p->immediate) {
+    /* When shutdown_progress() must run next. Every due here is one it
+     * consumes: a past batch deadline ends the batch, a past drain deadline
+     * closes the checked-out members. Arming a past due it would not act on
+     * re-runs the timer at once, forever (libuv < 1.45 even runs it again
+     * in the same pass, without polling: the loop hangs). */
+    if (p->batch_inflight)
+      MIN_DUE(p->batch_deadline);
+    else if (p->n_idle || (p->n_in_use && now >= p->drain_deadline))
+      MIN_DUE(now); /* a batch is due and has not started yet */
     if (p->n_in_use && p->drain_deadline > now) MIN_DUE(p->drain_deadline);
-    if (p->batch_inflight) MIN_DUE(p->batch_deadline);
   }
 #undef MIN_DUE
   if (due == UINT64_MAX) {
@@ -1107,6 +1117,7 @@ static void shutdown_progress(clink_pool *p) {
   uint64_t now = now_ms(p);
   if (p->immediate) {
     while (p->live) close_member(p, p->live, CLINK_POOL_CLOSE_SHUTDOWN);
+    rearm_house(p); /* no deadline left: the members' own handles hold the loop */
     return;
   }
   /* Members nobody can use any more go at once. */
@@ -1116,8 +1127,20 @@ static void shutdown_progress(clink_pool *p) {
       close_member(p, m, CLINK_POOL_CLOSE_SHUTDOWN);
   }
   int drained = p->n_in_use == 0 || now >= p->drain_deadline;
-  if (p->batch_inflight && now < p->batch_deadline) return;
-  if (p->n_idle == 0 && !(drained && p->n_in_use)) return;
+  if (p->batch_inflight) {
+    if (now < p->batch_deadline) {
+      rearm_house(p);
+      return;
+    }
+    /* The batch's time is up: its members still closing no longer hold the
+     * next one back, nor count against it. */
+    p->batch_gen++;
+    p->batch_inflight = 0;
+  }
+  if (p->n_idle == 0 && !(drained && p->n_in_use)) {
+    rearm_house(p);
+    return;
+  }
   /* The next batch: idle members, then (past the drain deadline) the ones
    * still checked out. */
   p->batch_gen++;
@@ -1137,6 +1160,8 @@ static void shutdown_progress(clink_pool *p) {
     p->batch_inflight++;
   }
   p->batch_deadline = now + p->cfg.per_batch_ms;
+  /* Whoever called (a release, a member's close, a connect) may not rearm. */
+  rearm_house(p);
 }
 
 static void free_arrays(clink_pool *p) {
