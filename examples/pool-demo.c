@@ -161,7 +161,8 @@ int main(int argc, char **argv) {
   clink_options *o;
   if (clink_options_new(&o) != 0) return 1;
   int i = 1;
-  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+  /* Every option takes a value: each step consumes two arguments. */
+  while (i < argc && strncmp(argv[i], "--", 2) == 0) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--") == 0) {
@@ -178,7 +179,7 @@ int main(int argc, char **argv) {
     } else {
       usage();
     }
-    i++;
+    i += 2;
   }
   if (i + 1 < argc) usage();
   if (i < argc) d.prompt = argv[i];

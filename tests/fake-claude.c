@@ -308,6 +308,7 @@ static struct {
 
 /* ---------------------------------------------------------------- utils */
 
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...);
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -428,6 +429,8 @@ static void sb_fill(struct strbuf *sb, char c, size_t n)
     sb->p[sb->len] = '\0';
 }
 
+__attribute__((format(printf, 2, 3))) static void sb_printf(struct strbuf *sb,
+                                                            const char *fmt, ...);
 static void sb_printf(struct strbuf *sb, const char *fmt, ...)
 {
     /* Format into the free space; grow and redo only if it did not fit. */
@@ -1012,10 +1015,12 @@ static bool is_cancelled(const char *id)
     return false;
 }
 
-static void stderr_line(const char *fmt, const char *arg)
+/* One stderr line: prefix followed by arg. */
+static void stderr_line(const char *prefix, const char *arg)
 {
     struct strbuf sb = {0};
-    sb_printf(&sb, fmt, arg);
+    sb_str(&sb, prefix);
+    sb_str(&sb, arg);
     sb_str(&sb, "\n");
     fd_write_all(STDERR_FILENO, sb.p, sb.len);
     free(sb.p);
@@ -1034,10 +1039,10 @@ static void handle_control_response(cJSON *msg)
     }
     out_flush(); /* keep stdout and stderr in the order things happened */
     if (id && is_cancelled(id))
-        stderr_line("fake-claude: protocol violation: late response for cancelled request %s",
+        stderr_line("fake-claude: protocol violation: late response for cancelled request ",
                     id);
     else
-        stderr_line("fake-claude: unexpected control_response for %s", id ? id : "(no id)");
+        stderr_line("fake-claude: unexpected control_response for ", id ? id : "(no id)");
 }
 
 /* ------------------------------------------------------ input dispatch */
@@ -1566,7 +1571,7 @@ static void run_turn(const char *prompt)
         char n[32];
         snprintf(n, sizeof n, "%lld", g.turn);
         out_flush();
-        stderr_line("turn %s", n);
+        stderr_line("turn ", n);
     }
     g.in_turn = true;
     g.interrupted = false;
