@@ -1180,6 +1180,73 @@ START_TEST(shutdown_before_anything_started) {
 }
 END_TEST
 
+/* A 1 ms batch window, and members stopped (SIGSTOP: EOF unread, so each
+ * close takes the 50 ms EOF grace, then SIGTERM): every member's close
+ * outlasts its batch. A batch that expired with its member still closing
+ * must end, not re-run the house timer at once forever (on libuv < 1.45 that
+ * starved the poll phase: the loop hung). */
+static void stop_members(void) {
+  for (int i = 0; i < T.n_pids; i++) ck_assert_int_eq(kill(T.pids[i], SIGSTOP), 0);
+}
+
+static void assert_only_shutdown_closes(int n) {
+  ck_assert_int_eq(T.pool_closes, 1);
+  ck_assert_int_eq(T.ev[CLINK_POOL_EVENT_SHUTDOWN], 1);
+  for (int i = 0; i < CLINK_POOL_CLOSE_REASONS_; i++)
+    ck_assert_int_eq(T.closed[i], i == CLINK_POOL_CLOSE_SHUTDOWN ? n : 0);
+}
+
+START_TEST(shutdown_expired_batch_nothing_left) {
+  ck_assert_int_eq(clink_pool_config_set_shutdown(T.cfg, 1, 500, 1), 0);
+  make_pool(2, 2);
+  wait_idle(2);
+  stop_members();
+  /* Batch 1 expires: batch 2 takes the last one; it expires too, with
+   * nothing left to close. */
+  shutdown_pool(CLINK_POOL_DRAIN);
+  assert_only_shutdown_closes(2);
+}
+END_TEST
+
+START_TEST(shutdown_expired_batch_release_from_closed) {
+  ck_assert_int_eq(clink_pool_config_set_shutdown(T.cfg, 1, 500, 1), 0);
+  make_pool(3, 3);
+  wait_idle(3);
+  clink_client *held;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &held)), 0);
+  T.release_on_closed = held;
+  stop_members();
+  /* The idle ones, one batch each, then (past the drain deadline) the
+   * checked-out one, released from its CLOSED event. */
+  shutdown_pool(CLINK_POOL_DRAIN);
+  assert_only_shutdown_closes(3);
+  ck_assert_ptr_null(T.release_on_closed);
+  ck_assert_int_eq(T.release_on_closed_rc, 0); /* released while it closed */
+}
+END_TEST
+
+START_TEST(shutdown_release_after_expired_batch) {
+  ck_assert_int_eq(clink_pool_config_set_shutdown(T.cfg, 1, 500, 1), 0);
+  make_pool(3, 3);
+  wait_idle(3);
+  clink_client *held;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &held)), 0);
+  stop_members();
+  ck_assert_int_eq(API(clink_pool_shutdown(T.pool, CLINK_POOL_DRAIN, on_pool_closed, &T)), 0);
+  T.shut_down = 1;
+  /* Due with the house timer, started after it: runs right after it, in the
+   * tick where batch 1 expired and batch 2 (full) took the other idle one. */
+  wait_ms(1);
+  clink_pool_stats s = stats();
+  ck_assert_uint_eq(s.in_use, 1);
+  ck_assert_uint_eq(s.idle, 0);
+  ck_assert_int_eq(T.pool_closes, 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, held)), 0); /* healthy: drained next */
+  RUN_UNTIL(T.pool_closes == 1);
+  assert_only_shutdown_closes(3);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- stats */
 
 START_TEST(stats_fields_add_up) {
@@ -1284,6 +1351,9 @@ int main(void) {
   tcase_add_test(tc, second_shutdown_escalates);
   tcase_add_test(tc, shutdown_empty_pool_and_batches);
   tcase_add_test(tc, shutdown_before_anything_started);
+  tcase_add_test(tc, shutdown_expired_batch_nothing_left);
+  tcase_add_test(tc, shutdown_expired_batch_release_from_closed);
+  tcase_add_test(tc, shutdown_release_after_expired_batch);
 
   TC("stats", 20);
   tcase_add_test(tc, stats_fields_add_up);
