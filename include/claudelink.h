@@ -123,6 +123,7 @@ typedef enum clink_permission_mode {
 #define CLINK_DEFAULT_EOF_GRACE_MS 5000
 #define CLINK_DEFAULT_TERM_GRACE_MS 5000
 
+/* A profile with every default; free it with clink_options_free(). */
 CLINK_EXTERN int clink_options_new(clink_options **out);
 /* Deep copy. */
 CLINK_EXTERN int clink_options_dup(clink_options **out, const clink_options *src);
@@ -228,6 +229,7 @@ CLINK_EXTERN clink_msg *clink_msg_ref(const clink_msg *msg);
 /* Drops a reference; a no-op on a borrowed message. */
 CLINK_EXTERN void clink_msg_unref(clink_msg *msg);
 
+/* The message kind from its "type"; CLINK_MSG_UNKNOWN for NULL. */
 CLINK_EXTERN clink_msg_kind clink_msg_get_kind(const clink_msg *msg);
 /* Common top-level fields; NULL when absent (control requests and responses
  * keep their subtype inside "request"/"response": see clink_msg_json()).
@@ -304,6 +306,7 @@ typedef enum clink_client_state {
   CLINK_CLIENT_RECOVERING = 6
 } clink_client_state;
 
+/* "CONNECTED", ...; "UNKNOWN" for values outside the enum. */
 CLINK_EXTERN const char *clink_client_state_name(clink_client_state state);
 
 /* Called for every message of a turn (msg borrowed until return). */
@@ -341,6 +344,9 @@ typedef void (*clink_request_cb)(clink_client *client, clink_request *req, void 
 #define CLINK_DEFAULT_MAX_QUEUED_QUERIES 64
 #define CLINK_DEFAULT_MAX_CONTROL_INFLIGHT 64
 
+/* Timeouts in ms; 0 is UV_EINVAL. The connect timeout bounds spawn to the
+ * initialize response (CLINK_EINIT_TIMEOUT); the control timeout bounds every
+ * other control request (CLINK_ECONTROL_TIMEOUT). */
 CLINK_EXTERN int clink_options_set_connect_timeout_ms(clink_options *opts, uint64_t ms);
 CLINK_EXTERN int clink_options_set_control_timeout_ms(clink_options *opts, uint64_t ms);
 /* How long close waits for a running turn to end before stopping the CLI. */
@@ -381,6 +387,8 @@ CLINK_EXTERN int clink_options_set_idle_probe(clink_options *opts, uint64_t idle
  * {"agents":{...}}). */
 CLINK_EXTERN int clink_options_set_initialize_extra(clink_options *opts, const char *json_object);
 
+/* A DISCONNECTED client on loop; opts are copied. Free it with
+ * clink_client_close(), also when it never connected. */
 CLINK_EXTERN int clink_client_new(clink_client **out, uv_loop_t *loop,
                                   const clink_options *opts);
 CLINK_EXTERN void clink_client_set_user_data(clink_client *client, void *ud);
@@ -421,6 +429,8 @@ CLINK_EXTERN int clink_client_query_blocks(clink_client *client, const char *con
                                            clink_message_cb on_message,
                                            clink_turn_cb on_done, void *ud);
 
+/* Control requests on a CONNECTED client (else CLINK_ENOT_CONNECTED). An
+ * interrupted turn still ends with its own result (CLINK_ETURN_FAILED). */
 CLINK_EXTERN int clink_client_interrupt(clink_client *client, clink_control_cb cb, void *ud);
 CLINK_EXTERN int clink_client_set_permission_mode(clink_client *client,
                                                   clink_permission_mode mode,
@@ -441,6 +451,7 @@ CLINK_EXTERN int clink_client_control(clink_client *client, const char *subtype,
  * from any callback. UV_EBUSY on a second call. */
 CLINK_EXTERN int clink_client_close(clink_client *client, clink_close_cb cb, void *ud);
 
+/* Read-outs; strings stay valid until the next call on the client. */
 CLINK_EXTERN clink_client_state clink_client_get_state(const clink_client *client);
 /* The CLI's session id (from its messages); NULL before the first turn. */
 CLINK_EXTERN const char *clink_client_session_id(const clink_client *client);
@@ -646,6 +657,8 @@ CLINK_EXTERN void clink_breaker_on_error(clink_breaker *breaker, uint64_t permit
 /* The call ended without a verdict (e.g. cancelled): frees its permit. */
 CLINK_EXTERN void clink_breaker_release(clink_breaker *breaker, uint64_t permit);
 
+/* Manual control: reset to CLOSED with fresh counters; force OPEN until a
+ * reset; DISABLED admits everything and records nothing. */
 CLINK_EXTERN void clink_breaker_reset(clink_breaker *breaker, uint64_t now_ms);
 CLINK_EXTERN void clink_breaker_force_open(clink_breaker *breaker, uint64_t now_ms);
 CLINK_EXTERN void clink_breaker_disable(clink_breaker *breaker, uint64_t now_ms);
