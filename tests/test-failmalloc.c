@@ -30,12 +30,12 @@
 
 #include <claudelink.h>
 
-#include "control.h"
-#include "framer.h"
-#include "message.h"
-#include "options.h"
+#include "session/ctl-out.h"
+#include "wire/framer.h"
+#include "wire/message.h"
+#include "spawn/options.h"
 #include "testutil.h"
-#include "wire.h"
+#include "wire/json-out.h"
 
 /* --------------------------------------------------------------- wrappers */
 

@@ -24,7 +24,7 @@
 
 #include <claudelink.h>
 
-#include "framer.h"
+#include "wire/framer.h"
 #include "testutil.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -18,7 +18,7 @@
 
 #include <claudelink.h>
 
-#include "message.h"
+#include "wire/message.h"
 #include "testutil.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

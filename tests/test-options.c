@@ -6,7 +6,7 @@
 
 #include <claudelink.h>
 
-#include "options.h"
+#include "spawn/options.h"
 #include "testutil.h"
 
 static clink_options *opts;

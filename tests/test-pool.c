@@ -19,8 +19,8 @@
 
 #include <claudelink.h>
 
-#include "client.h" /* white-box: bend a member's metrics */
-#include "pool.h"
+#include "client/client.h" /* white-box: bend a member's metrics */
+#include "pool/pool-select.h"
 #include "testutil.h"
 
 #define MAX_ACQ 128

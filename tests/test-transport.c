@@ -12,9 +12,9 @@
 
 #include <claudelink.h>
 
-#include "options.h"
+#include "spawn/options.h"
 #include "testutil.h"
-#include "transport.h"
+#include "io/transport.h"
 
 typedef struct rec {
   uv_loop_t loop;

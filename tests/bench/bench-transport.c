@@ -14,8 +14,8 @@
 
 #include <claudelink.h>
 
-#include "options.h"
-#include "transport.h"
+#include "spawn/options.h"
+#include "io/transport.h"
 
 extern char **environ;
 

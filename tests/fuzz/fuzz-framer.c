@@ -31,7 +31,7 @@
 
 #include <claudelink.h>
 
-#include "framer.h"
+#include "wire/framer.h"
 #include "fuzz.h"
 
 enum { EV_LINE = 1, EV_LONG = 2 };

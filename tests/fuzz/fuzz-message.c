@@ -25,9 +25,9 @@
 
 #include <claudelink.h>
 
-#include "control.h"
+#include "session/ctl-out.h"
 #include "fuzz.h"
-#include "message.h"
+#include "wire/message.h"
 
 static volatile size_t sink; /* keeps the reads of returned strings */
 

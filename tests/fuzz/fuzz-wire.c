@@ -16,8 +16,8 @@
 #include <claudelink.h>
 
 #include "fuzz.h"
-#include "message.h"
-#include "wire.h"
+#include "wire/message.h"
+#include "wire/json-out.h"
 
 static int count_members(const cJSON *obj) {
   int n = 0;

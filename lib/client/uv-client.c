@@ -2,9 +2,9 @@
  * requests and routing of every stdout line. */
 #include <stdio.h>
 
-#include "client.h"
-#include "internal.h"
-#include "wire.h"
+#include "client/client.h"
+#include "base/internal.h"
+#include "wire/json-out.h"
 
 static void pump(clink_client *c);
 static void arm_timer(clink_client *c);

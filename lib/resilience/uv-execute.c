@@ -2,7 +2,7 @@
  * A single timer drives everything: the next attempt (after a backoff delay
  * or at once) and the deferred completion, so no callback ever runs inside
  * the API call that caused it. */
-#include "internal.h"
+#include "base/internal.h"
 
 enum exec_phase {
   PHASE_WAITING,  /* timer armed for the next attempt */

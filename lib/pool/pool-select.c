@@ -1,5 +1,5 @@
 /* Pure helpers of the pool: see pool.h. */
-#include "pool.h"
+#include "pool/pool-select.h"
 
 uint64_t clink__pool_rng(uint64_t *state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ull);

@@ -1,6 +1,6 @@
 #include <stdio.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 /* libuv names its codes without the UV_ prefix; the names we hand out carry it
  * so that a log line says which library the code came from. */

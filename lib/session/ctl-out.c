@@ -1,9 +1,9 @@
-#include "control.h"
+#include "session/ctl-out.h"
 
 #include <stdio.h>
 
-#include "internal.h"
-#include "message.h"
+#include "base/internal.h"
+#include "wire/message.h"
 
 /* Most sessions have one or two requests out at a time: start small. */
 #define CTL_INITIAL 4

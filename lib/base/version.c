@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "base/internal.h"
 
 unsigned int clink_version(void) { return CLINK_VERSION_HEX; }
 

@@ -20,9 +20,9 @@
  * kick, the house timer, or a member client's callbacks. */
 #include <stdio.h>
 
-#include "client.h"
-#include "internal.h"
-#include "pool.h"
+#include "client/client.h"
+#include "base/internal.h"
+#include "pool/pool-select.h"
 
 #define REQ_CHUNK 64
 #define REBALANCE_PERIOD_MS 1000

@@ -4,8 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "options.h"
+#include "base/internal.h"
+#include "spawn/options.h"
 
 extern char **environ;
 

@@ -6,10 +6,10 @@
 #include <uv.h>
 
 #include "claudelink.h"
-#include "control.h"
-#include "message.h"
-#include "options.h"
-#include "transport.h"
+#include "session/ctl-out.h"
+#include "wire/message.h"
+#include "spawn/options.h"
+#include "io/transport.h"
 
 typedef struct clink__turn {
   struct clink__turn *next;

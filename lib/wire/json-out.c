@@ -1,4 +1,4 @@
-#include "wire.h"
+#include "wire/json-out.h"
 
 #include <stddef.h>
 

@@ -5,8 +5,8 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "client.h"
-#include "internal.h"
+#include "client/client.h"
+#include "base/internal.h"
 
 static void emit(clink_client *c, clink_recovery_event ev, int err, uint64_t delay) {
   if (c->recovery_cb && !c->closing)

@@ -1,12 +1,12 @@
-#include "options.h"
+#include "spawn/options.h"
 
 #include <stddef.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
-#include "message.h"
+#include "base/internal.h"
+#include "wire/message.h"
 
 int clink_options_new(clink_options **out) {
   if (out == NULL) return UV_EINVAL;

@@ -2,9 +2,9 @@
  * mcp_message, and anything newer, which gets an error reply, never silence. */
 #include <stdio.h>
 
-#include "client.h"
-#include "internal.h"
-#include "wire.h"
+#include "client/client.h"
+#include "base/internal.h"
+#include "wire/json-out.h"
 
 static void link_request(clink_client *c, clink_request *r) {
   r->prev = NULL;

@@ -53,8 +53,8 @@
 #include <float.h>
 #include <limits.h>
 
-#include "internal.h"
-#include "rand.h"
+#include "base/internal.h"
+#include "base/rand.h"
 
 #define RETRY_MAX_SCHEDULE 32
 /* Budget limits: thousandths must stay exact in int64 and double. */

@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "base/internal.h"
 
 char *clink__strdup(const char *s) {
   if (s == NULL) return NULL;

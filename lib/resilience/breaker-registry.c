@@ -4,7 +4,7 @@
  * Seeds: with seed 0 every breaker picks its own from the clock; otherwise the
  * i-th breaker added gets splitmix64 of (seed + i), so runs are reproducible
  * and two breakers do not share a jitter stream. */
-#include "internal.h"
+#include "base/internal.h"
 
 struct clink_breaker_registry {
   clink_breaker **v;

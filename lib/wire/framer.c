@@ -1,8 +1,8 @@
-#include "framer.h"
+#include "wire/framer.h"
 
 #include <string.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 #define FRAMER_INITIAL_CAP ((size_t)64 * 1024)
 #define FRAMER_MIN_READ ((size_t)16 * 1024)

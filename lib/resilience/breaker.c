@@ -63,8 +63,8 @@
  */
 #include <float.h>
 
-#include "internal.h"
-#include "rand.h"
+#include "base/internal.h"
+#include "base/rand.h"
 
 #define BREAKER_MAX_WINDOW 1024u
 

@@ -3,13 +3,13 @@
  * Wire shapes: sdk-protocol.md §2.1, §3; real-cli.md §4, §6, §7.
  * Allocation per heap message: one block (struct + copy of the line) plus
  * cJSON's own nodes; a borrowed message costs only the cJSON nodes. */
-#include "message.h"
+#include "wire/message.h"
 
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/internal.h"
 
 /* ------------------------------------------------------------ validator */
 

@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#include "options.h"
+#include "spawn/options.h"
 
 typedef struct clink__transport clink__transport;
 

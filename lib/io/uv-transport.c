@@ -1,4 +1,4 @@
-#include "transport.h"
+#include "io/transport.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -8,8 +8,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "framer.h"
-#include "internal.h"
+#include "wire/framer.h"
+#include "base/internal.h"
 
 /* After the child exits, how long stdout/stderr may stay open (a grandchild
  * holding them) before the exit is reported anyway. */
