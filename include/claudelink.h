@@ -24,7 +24,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's pure layers are built with CLINK__PURE: they never see libuv
+ * (lib/base/nouv/uv.h enforces it), only the loop type's name. */
+#ifndef CLINK__PURE
 #include <uv.h>
+#else
+typedef struct uv_loop_s uv_loop_t;
+#endif
 
 #include "claudelink-version.h"
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "claudelink.h"
+#include "base/uv-codes.h"
 
 #define CLINK__CONTAINER_OF(ptr, type, member) \
   ((type *)((char *)(ptr) - offsetof(type, member)))

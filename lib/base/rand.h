@@ -1,16 +1,11 @@
-/* Saturating arithmetic and the seeded generator shared by the pure
- * resilience code (retry jitter, breaker open-duration jitter). Internal. */
+/* The one seeded generator of the library (jitter, P2C choices, request ids)
+ * and the arithmetic it needs. Pure; internal. */
 #ifndef CLINK_RAND_H
 #define CLINK_RAND_H
 
 #include <stdint.h>
 
 #define CLINK__TWO_POW_64 18446744073709551616.0
-
-static inline uint64_t clink__sat_add(uint64_t a, uint64_t b) {
-  uint64_t s = a + b;
-  return s < a ? UINT64_MAX : s;
-}
 
 /* Nearest integer of x >= 0, saturating (callers never pass NaN). */
 static inline uint64_t clink__round_sat(double x) {
@@ -43,5 +38,10 @@ static inline uint64_t clink__uniform_incl(uint64_t *state, uint64_t n) {
   return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
 #endif
 }
+
+/* A seed for an object that was given none: the monotonic clock mixed with
+ * the object's address, so two objects made in the same nanosecond differ.
+ * Never 0. */
+uint64_t clink__seed(const void *salt);
 
 #endif

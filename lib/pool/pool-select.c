@@ -1,13 +1,6 @@
 /* Pure helpers of the pool: see pool.h. */
 #include "pool/pool-select.h"
 
-uint64_t clink__pool_rng(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 double clink__pool_score(const clink__pool_health *h) {
   double lat = (double)h->turn_ms_ewma + 1.0;
   uint64_t turns = h->turns_ok + h->turns_failed;

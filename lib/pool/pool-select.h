@@ -21,9 +21,6 @@ typedef struct clink__pool_health {
 #define CLINK__POOL_REBALANCE_FACTOR 3.0
 #define CLINK__POOL_REBALANCE_MIN_TURNS 3
 
-/* splitmix64: a seeded, reproducible generator. */
-uint64_t clink__pool_rng(uint64_t *state);
-
 /* Cost of a member, lower is better, >= 1:
  *   (ewma_ms + 1) * (1 + 8 * failed / (turns + 1)) * (1 + age / lifetime / 2)
  * A member without turns costs as little as a fast one, so new members are

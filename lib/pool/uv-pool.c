@@ -22,6 +22,7 @@
 
 #include "client/client.h"
 #include "base/internal.h"
+#include "base/rand.h"
 #include "pool/pool-select.h"
 
 #define REQ_CHUNK 64
@@ -551,7 +552,7 @@ static void on_member_connect(clink_client *c, int status, void *ud) {
   p->fill_retry_at = 0;
   m->connected_ms = now;
   m->lifetime_ms =
-      clink__pool_lifetime(p->cfg.lifetime_ms, p->cfg.jitter_pct, clink__pool_rng(&p->rng));
+      clink__pool_lifetime(p->cfg.lifetime_ms, p->cfg.jitter_pct, clink__splitmix64(&p->rng));
   m->expires_ms = m->lifetime_ms ? now + m->lifetime_ms : 0;
   m->score = member_score(p, m, now);
   m->score_at = now;
@@ -711,7 +712,7 @@ static pool_member *pick_idle(clink_pool *p, int allow_stale, uint64_t now) {
   uint32_t n = p->n_idle;
   if (n == 0) return NULL;
   size_t i, j;
-  clink__pool_p2c(clink__pool_rng(&p->rng), n, &i, &j);
+  clink__pool_p2c(clink__splitmix64(&p->rng), n, &i, &j);
   uint32_t a = p->idle_slot[i], b = p->idle_slot[j];
   uint64_t after = p->cfg.validate_after_ms;
   if (after) {
@@ -1311,7 +1312,7 @@ int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
     clink__free(p);
     return rc;
   }
-  p->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)p;
+  p->rng = clink__seed(p);
   p->house_due = UINT64_MAX;
   uv_idle_init(loop, &p->kick);
   uv_timer_init(loop, &p->house);

@@ -64,6 +64,7 @@
 #include <float.h>
 
 #include "base/internal.h"
+#include "base/deadline.h"
 #include "base/rand.h"
 
 #define BREAKER_MAX_WINDOW 1024u
@@ -384,8 +385,7 @@ int clink_breaker_new(clink_breaker **out, const char *name, const clink_breaker
   if (b->cfg.window == CLINK_BREAKER_WINDOW_COUNT && mc > b->cfg.size) mc = b->cfg.size;
   b->min_calls = mc;
   if (seed == 0) {
-    uint64_t s = uv_hrtime() ^ (uint64_t)(uintptr_t)b;
-    seed = clink__splitmix64(&s);
+    seed = clink__seed(b);
   }
   b->rng = seed;
   b->state = CLINK_BREAKER_CLOSED;

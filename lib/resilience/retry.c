@@ -54,6 +54,7 @@
 #include <limits.h>
 
 #include "base/internal.h"
+#include "base/deadline.h"
 #include "base/rand.h"
 
 #define RETRY_MAX_SCHEDULE 32
@@ -198,9 +199,7 @@ int clink_retry_new(clink_retry **out, const clink_retry_policy *policy, uint64_
   if (r == NULL) return UV_ENOMEM;
   r->p = *policy;
   if (seed == 0) {
-    /* Two retries created in the same nanosecond still differ. */
-    uint64_t s = uv_hrtime() ^ (uint64_t)(uintptr_t)r;
-    seed = clink__splitmix64(&s);
+    seed = clink__seed(r);
   }
   r->rng = seed;
   r->tokens_milli = r->p.max_milli;

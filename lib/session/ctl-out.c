@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "base/internal.h"
+#include "base/rand.h"
 #include "wire/message.h"
 
 /* Most sessions have one or two requests out at a time: start small. */
@@ -15,7 +16,7 @@ int clink__ctl_init(clink__ctl *c, size_t max_inflight, uint64_t seed) {
   c->e = clink__calloc(c->cap, sizeof(*c->e));
   if (c->e == NULL) return UV_ENOMEM;
   c->max = max_inflight;
-  c->rng = seed | 1;
+  c->rng = seed;
   return 0;
 }
 
@@ -25,13 +26,8 @@ void clink__ctl_free(clink__ctl *c) {
   c->cap = c->n = c->max = 0;
 }
 
-/* xorshift64*: ids only need to differ between processes and restarts. */
-static uint32_t next_rand(clink__ctl *c) {
-  c->rng ^= c->rng >> 12;
-  c->rng ^= c->rng << 25;
-  c->rng ^= c->rng >> 27;
-  return (uint32_t)((c->rng * 2685821657736338717ULL) >> 32);
-}
+/* Ids only need to differ between processes and restarts. */
+static uint32_t next_rand(clink__ctl *c) { return (uint32_t)(clink__splitmix64(&c->rng) >> 32); }
 
 int clink__ctl_add(clink__ctl *c, const char *subtype, uint64_t deadline_ms,
                    clink__ctl_cb cb, void *ud, char id_out[CLINK__CTL_ID_MAX]) {

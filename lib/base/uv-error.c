@@ -2,6 +2,12 @@
 
 #include "base/internal.h"
 
+/* The pure layers use base/uv-codes.h instead of <uv.h>: same values. */
+#define CLINK__UV_CODE_CHECK(name, value) \
+  _Static_assert(UV_##name == (value), "base/uv-codes.h: UV_" #name " differs from <uv.h>");
+CLINK__UV_CODES(CLINK__UV_CODE_CHECK)
+#undef CLINK__UV_CODE_CHECK
+
 /* libuv names its codes without the UV_ prefix; the names we hand out carry it
  * so that a log line says which library the code came from. */
 #define UV_NAME_GEN(name, msg) \
