@@ -12,6 +12,12 @@
  *   called. Callbacks are never invoked from inside the call that caused them.
  * - Objects are allocated by the library; destructors accept NULL.
  * - Strings passed in are copied unless stated otherwise.
+ * - Time, one rule for every setter: a timeout (a limit on how long
+ *   something may take: *_timeout_ms, lifetimes, idle limits, inactivity,
+ *   deadlines) of 0 or CLINK_NEVER means no limit; a wait or delay (grace
+ *   periods, the close turn wait, backoff) of 0 means at once and of
+ *   CLINK_NEVER means the step it leads to never comes. Deadlines saturate:
+ *   CLINK_NEVER never wraps into a short one.
  * - The library never runs the loop, never installs signal handlers and keeps no
  *   global state of its own. Do not call waitpid(-1, ...) in the host: libuv
  *   reaps children. (cJSON, which parses every line, records its last error
@@ -68,7 +74,8 @@ extern "C" {
   XX(RETRY_EXHAUSTED, -20017, "retries exhausted")                             \
   XX(INTERRUPTED, -20018, "turn interrupted")                                 \
   XX(BUDGET_EXHAUSTED, -20019, "retry budget exhausted")                     \
-  XX(POOL_TIMEOUT, -20020, "timed out waiting for a pooled session")
+  XX(POOL_TIMEOUT, -20020, "timed out waiting for a pooled session")         \
+  XX(TURN_STALLED, -20021, "the CLI stopped answering in the middle of a turn")
 
 typedef enum clink_errno {
 #define CLINK__ERR_ENUM(name, value, msg) CLINK_E##name = value,
@@ -83,6 +90,9 @@ typedef enum clink_errno {
 CLINK_EXTERN const char *clink_strerror(int err);
 /* Symbolic name ("CLINK_ECLI_NOT_FOUND", "UV_EPIPE"); "UNKNOWN" if unknown. */
 CLINK_EXTERN const char *clink_err_name(int err);
+
+/* "No limit" / "never" for every time setting (see the conventions above). */
+#define CLINK_NEVER UINT64_MAX
 
 /* ---------------------------------------------------------- object types */
 
@@ -285,9 +295,12 @@ CLINK_EXTERN const struct cJSON *clink_msg_result_permission_denials(const clink
  * Lifecycle: DISCONNECTED -> CONNECTING -> CONNECTED -> CLOSING -> CLOSED,
  * with ERROR when the process fails (connect may be called again from ERROR)
  * and, with a recovery policy, CONNECTED -> RECOVERING -> CONNECTED (or ERROR
- * once the policy gives up). The state callback is a notification made on
- * every transition, also from inside clink_client_connect() and
- * clink_client_close(); it may close the client.
+ * once the policy gives up). clink_client_get_state() changes at once; the
+ * state callback is a notification of every transition, made from the loop
+ * in order (never from inside clink_client_connect() or
+ * clink_client_close()), and the state it reports as `to` may already have
+ * moved on. Every callback may call any function of the library, close
+ * included.
  *
  * Turns run one at a time: a query made while a turn runs waits in a bounded
  * queue (CLINK_EQUEUE_FULL past it) and is written when the turn before it
@@ -349,14 +362,32 @@ typedef void (*clink_request_cb)(clink_client *client, clink_request *req, void 
 #define CLINK_DEFAULT_CLOSE_TURN_WAIT_MS 10000
 #define CLINK_DEFAULT_MAX_QUEUED_QUERIES 64
 #define CLINK_DEFAULT_MAX_CONTROL_INFLIGHT 64
+#define CLINK_DEFAULT_MAX_INBOUND_REQUESTS 64
+#define CLINK_DEFAULT_PROBE_TIMEOUT_MS 30000
+#define CLINK_DEFAULT_TURN_INACTIVITY_MS 300000
 
-/* Timeouts in ms; 0 is UV_EINVAL. The connect timeout bounds spawn to the
- * initialize response (CLINK_EINIT_TIMEOUT); the control timeout bounds every
- * other control request (CLINK_ECONTROL_TIMEOUT). */
+/* Timeouts in ms (0 or CLINK_NEVER: no limit). The connect timeout bounds
+ * spawn to the initialize response (CLINK_EINIT_TIMEOUT); the control
+ * timeout bounds every other control request (CLINK_ECONTROL_TIMEOUT). */
 CLINK_EXTERN int clink_options_set_connect_timeout_ms(clink_options *opts, uint64_t ms);
 CLINK_EXTERN int clink_options_set_control_timeout_ms(clink_options *opts, uint64_t ms);
-/* How long close waits for a running turn to end before stopping the CLI. */
+/* How long close waits for a running turn to end before stopping the CLI
+ * (a wait: 0 = not at all, CLINK_NEVER = until the turn ends). A turn that
+ * waits on an inbound request (a permission prompt) is not waited for: its
+ * answer could no longer be written. */
 CLINK_EXTERN int clink_options_set_close_turn_wait_ms(clink_options *opts, uint64_t ms);
+/* A running turn whose CLI writes nothing on stdout for ms is probed (a
+ * cheap control request, answered mid-turn by a live CLI, e.g. one running
+ * a long tool); no answer within the probe timeout (see
+ * clink_options_set_idle_probe) means the CLI hung: it is killed and the
+ * turn fails with CLINK_ETURN_STALLED, or is recovered as the recovery
+ * policy says. Default CLINK_DEFAULT_TURN_INACTIVITY_MS; 0 or CLINK_NEVER:
+ * off. */
+CLINK_EXTERN int clink_options_set_turn_inactivity_ms(clink_options *opts, uint64_t ms);
+/* Inbound requests (permission prompts, hooks, MCP) waiting for the host's
+ * answer, at most (default 64; 0 is UV_EINVAL). More get an error reply at
+ * once and count as CLINK_ETOO_MANY_REQUESTS. */
+CLINK_EXTERN int clink_options_set_max_inbound_requests(clink_options *opts, size_t n);
 CLINK_EXTERN int clink_options_set_max_queued_queries(clink_options *opts, size_t n);
 CLINK_EXTERN int clink_options_set_max_control_inflight(clink_options *opts, size_t n);
 CLINK_EXTERN int clink_options_set_stderr_cb(clink_options *opts, clink_stderr_cb cb, void *ud);
@@ -386,7 +417,9 @@ CLINK_EXTERN int clink_options_set_recovery(clink_options *opts,
 CLINK_EXTERN int clink_options_set_resend_interrupted_turn(clink_options *opts, int enable);
 /* Probe an idle connected client with a cheap control request after idle_ms
  * without traffic; no answer within timeout_ms means the CLI hung: it is
- * killed (and recovered when a policy is set). idle_ms 0 = off (default). */
+ * killed (and recovered when a policy is set). idle_ms 0 or CLINK_NEVER: off
+ * (the default). timeout_ms (default CLINK_DEFAULT_PROBE_TIMEOUT_MS) also
+ * bounds the mid-turn probe of clink_options_set_turn_inactivity_ms(). */
 CLINK_EXTERN int clink_options_set_idle_probe(clink_options *opts, uint64_t idle_ms,
                                               uint64_t timeout_ms);
 /* Extra members for the initialize request, as a JSON object text (e.g.
@@ -449,24 +482,37 @@ CLINK_EXTERN int clink_client_set_model(clink_client *client, const char *model,
 CLINK_EXTERN int clink_client_control(clink_client *client, const char *subtype,
                                       const char *fields_json, clink_control_cb cb,
                                       void *ud);
+/* Is the CLI reading? A cheap control request (mcp_status) with its own
+ * timeout: status 0 for any answer (an error answer proves it reads too),
+ * CLINK_ECONTROL_TIMEOUT when none came. Also mid-turn. */
+CLINK_EXTERN int clink_client_ping(clink_client *client, uint64_t timeout_ms,
+                                   clink_control_cb cb, void *ud);
 
 /* The one async close: queued queries and control requests fail with
  * UV_ECANCELED, a running turn may finish (close_turn_wait_ms), then the
- * process is stopped (stdin EOF, grace, SIGTERM, grace, SIGKILL) and reaped.
- * cb runs once, from the loop; the client is freed after it returns. Legal
- * from any callback. UV_EBUSY on a second call. */
+ * process is stopped (stdin EOF, grace, SIGTERM, grace, SIGKILL) and reaped,
+ * its helpers (its process group) too. Nothing is written to the CLI after
+ * this call. cb runs once, from the loop; the client is freed after it
+ * returns (a pooled client: see clink_pool_release()). Legal from any
+ * callback of any object. UV_EBUSY on a second call. */
 CLINK_EXTERN int clink_client_close(clink_client *client, clink_close_cb cb, void *ud);
 
-/* Read-outs; strings stay valid until the next call on the client. */
+/* Read-outs. Strings and messages returned here change with the client's
+ * activity on the loop, not only with calls: use them at once, in the same
+ * callback or loop turn, and copy what you keep. */
 CLINK_EXTERN clink_client_state clink_client_get_state(const clink_client *client);
 /* The CLI's session id (from its messages); NULL before the first turn. */
 CLINK_EXTERN const char *clink_client_session_id(const clink_client *client);
-/* The initialize response (borrowed; NULL before CONNECTED). */
+/* The initialize response (borrowed; NULL before CONNECTED; replaced by a
+ * reconnection). clink_msg_ref() keeps one. */
 CLINK_EXTERN const clink_msg *clink_client_server_info(const clink_client *client);
 /* Text of the last failure: what was searched, the exit status, the stderr
- * tail, the last error result. Valid until the next call on the client. */
+ * tail, the last error result. */
 CLINK_EXTERN const char *clink_client_last_error(const clink_client *client);
+/* The CLI's pid, 0 when no process runs. */
 CLINK_EXTERN int clink_client_pid(const clink_client *client);
+/* Turns running or queued (0: the client is idle). */
+CLINK_EXTERN size_t clink_client_turns_pending(const clink_client *client);
 
 /* Per-client counters. struct_size must be set by the caller (ABI growth). */
 typedef struct clink_client_metrics {

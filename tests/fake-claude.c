@@ -156,6 +156,9 @@
  *                            subtype success, is_error true, api_error_status
  *                            STATUS. The FAKE_MSGS texts are still sent
  *                            first; use FAKE_MSGS=0 for the exact real shape.
+ *                            A prompt "fail:STATUS" (text starting with
+ *                            "fail:") ends its own turn that way (STATUS 500
+ *                            when not a number), whatever FAKE_API_ERROR says.
  *   FAKE_EXIT_AFTER_TURNS=T  exit 0 right after the result of turn T.
  *   FAKE_STDERR_FLOOD=BYTES  at start-up write BYTES bytes of 100-byte lines
  *                            to stderr (blocks until the host drains them).
@@ -249,6 +252,7 @@ struct turn {
     int num_turns;
     char *result_text;     /* last assistant text, already cut */
     struct strbuf denials; /* comma-separated permission_denials entries */
+    long long api_error;   /* FAKE_API_ERROR, or the prompt's "fail:STATUS" */
 };
 
 enum wait_result { WAIT_DONE, WAIT_INTERRUPTED, WAIT_EOF };
@@ -1470,7 +1474,7 @@ static void emit_api_error(struct turn *t)
     char msg_uuid[UUID_LEN + 1], uuid[UUID_LEN + 1];
     next_uuid(msg_uuid);
     next_uuid(uuid);
-    sb_printf(&text, "API Error: %lld fake", g.cfg.api_error);
+    sb_printf(&text, "API Error: %lld fake", t->api_error);
     sb_printf(&sb, "{\"type\":\"assistant\",\"message\":{\"id\":\"%s\",\"container\":null,"
                    "\"model\":\"<synthetic>\",\"role\":\"assistant\",\"stop_details\":null,"
                    "\"stop_reason\":\"stop_sequence\",\"stop_sequence\":\"\","
@@ -1505,7 +1509,7 @@ static long long elapsed_ms(const struct turn *t)
 
 static void emit_result(struct turn *t)
 {
-    bool err = g.cfg.api_error != 0;
+    bool err = t->api_error != 0;
     long long ms = elapsed_ms(t);
     struct strbuf sb = {0};
     char uuid[UUID_LEN + 1];
@@ -1514,7 +1518,7 @@ static void emit_result(struct turn *t)
                    "\"api_error_status\":",
               err ? "true" : "false");
     if (err)
-        sb_printf(&sb, "%lld", g.cfg.api_error);
+        sb_printf(&sb, "%lld", t->api_error);
     else
         sb_str(&sb, "null");
     sb_printf(&sb, ",\"duration_ms\":%lld,\"duration_api_ms\":%lld,\"num_turns\":%d,\"result\":",
@@ -1565,7 +1569,10 @@ static const char garbage_lines[] = "[SandboxDebug] not json\n"
 
 static void run_turn(const char *prompt)
 {
-    struct turn t = {.start_ns = now_ns(), .prompt = prompt, .num_turns = 1};
+    struct turn t = {.start_ns = now_ns(), .prompt = prompt, .num_turns = 1,
+                     .api_error = g.cfg.api_error};
+    if (prompt && strncmp(prompt, "fail:", 5) == 0)
+        t.api_error = atoll(prompt + 5) > 0 ? atoll(prompt + 5) : 500;
     g.turn++;
     if (g.cfg.stderr_turns) {
         char n[32];
@@ -1583,7 +1590,7 @@ static void run_turn(const char *prompt)
     if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t)) &&
         (!g.cfg.hook || run_hook(&t)) && (!g.cfg.mcp || run_mcp(&t)) &&
         (!g.cfg.unknown_request || run_unknown_request(&t))) {
-        if (g.cfg.api_error)
+        if (t.api_error)
             emit_api_error(&t);
         if (g.cfg.long_line)
             emit_long_line();

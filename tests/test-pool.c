@@ -19,7 +19,6 @@
 
 #include <claudelink.h>
 
-#include "client/client.h" /* white-box: bend a member's metrics */
 #include "base/rand.h"
 #include "pool/pool-select.h"
 #include "testutil.h"
@@ -272,6 +271,13 @@ static void acquire(int i, const char *sid, const char *where) {
   ck_assert_int_lt(i, MAX_ACQ);
   ck_assert_int_eq(API(clink_pool_acquire(T.pool, sid, where, on_acquired, &T.a[i])), 0);
   ck_assert_int_eq(T.a[i].done, 0); /* never inside the call */
+}
+
+static uint64_t control_requests(const clink_client *c) {
+  clink_client_metrics m;
+  m.struct_size = sizeof(m);
+  ck_assert_int_eq(clink_client_get_metrics(c, &m), 0);
+  return m.control_requests;
 }
 
 static void run_turn(clink_client *c, const char *prompt, int expect) {
@@ -748,12 +754,12 @@ START_TEST(validation_probe_alive_and_hung) {
   /* Stale: not handed out synchronously. */
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), UV_EAGAIN);
   /* Probed: the fake answers mcp_status with an error, which proves it alive. */
-  uint64_t probes = c->m.control_requests;
+  uint64_t probes = control_requests(c);
   acquire(0, NULL, NULL);
   RUN_UNTIL(T.a[0].done);
   ck_assert_int_eq(T.a[0].status, 0);
   ck_assert_int_eq(T.a[0].pid, pid);
-  ck_assert_uint_eq(T.a[0].c->m.control_requests, probes + 1);
+  ck_assert_uint_eq(control_requests(T.a[0].c), probes + 1);
   ck_assert_int_eq(API(clink_pool_release(T.pool, T.a[0].c)), 0);
   /* Now it hangs (stopped): the probe times out, it is closed, the acquire
    * gets another process. */
@@ -1020,8 +1026,12 @@ START_TEST(p2c_prefers_the_healthier_member) {
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &b)), 0);
   run_turn(a, "x", 0);
   run_turn(b, "x", 0);
-  a->m.turns_failed = 2; /* a failed 2 of 3 turns: a worse score */
-  a->m.turn_ms_ewma = b->m.turn_ms_ewma;
+  /* a fails 2 of 3 turns: a worse score (the fake makes "fail:" turns API
+   * errors); b runs as many turns, so only the error rate differs. */
+  run_turn(a, "fail:500", CLINK_ETURN_FAILED);
+  run_turn(a, "fail:500", CLINK_ETURN_FAILED);
+  run_turn(b, "x", 0);
+  run_turn(b, "x", 0);
   ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
   ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);
   for (int i = 0; i < 50; i++) {
@@ -1041,8 +1051,7 @@ START_TEST(rebalance_recycles_the_outlier_when_quiet) {
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &b)), 0);
   run_turn(a, "x", 0);
   run_turn(b, "x", 0);
-  a->m.turns_failed = 5; /* 5 of 6 failed */
-  a->m.turn_ms_ewma = b->m.turn_ms_ewma;
+  for (int i = 0; i < 5; i++) run_turn(a, "fail:500", CLINK_ETURN_FAILED); /* 5 of 6 failed */
   int pid_a = clink_client_pid(a);
   ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
   ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);
@@ -1067,7 +1076,7 @@ START_TEST(rebalance_never_evicts_the_last_member) {
   clink_client *a;
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &a)), 0);
   run_turn(a, "x", 0);
-  a->m.turns_failed = 50;
+  for (int i = 0; i < 10; i++) run_turn(a, "fail:500", CLINK_ETURN_FAILED);
   ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
   wait_ms(1200);
   ck_assert_int_eq(T.closed[CLINK_POOL_CLOSE_REBALANCE], 0);

@@ -20,7 +20,8 @@
  * kick, the house timer, or a member client's callbacks. */
 #include <stdio.h>
 
-#include "client/client.h"
+#include "client/client-owner.h"
+#include "spawn/options.h"
 #include "base/internal.h"
 #include "base/rand.h"
 #include "pool/pool-select.h"
@@ -157,8 +158,10 @@ static void close_member(clink_pool *p, pool_member *m, clink_pool_close_reason 
 static void shutdown_progress(clink_pool *p);
 static void maybe_finish(clink_pool *p);
 static void offer(clink_pool *p, pool_member *m);
-static void on_member_state(clink_client *c, clink_client_state from, clink_client_state to,
-                            void *ud);
+static void on_member_state(void *ud, clink_client *c, clink_client_state from,
+                            clink_client_state to);
+static void on_member_closed(void *ud, clink_client *c);
+static const clink__client_owner_ops member_ops = {on_member_state, on_member_closed};
 
 static const char *const reason_names[CLINK_POOL_CLOSE_REASONS_] = {
     "dead", "unhealthy", "lifetime", "idle", "max_turns", "validation", "rebalance", "shutdown"};
@@ -435,14 +438,20 @@ static int member_matches(const pool_member *m, const char *sid) {
 }
 
 static uint64_t member_turns(const pool_member *m) {
-  return m->c->m.turns_ok + m->c->m.turns_failed;
+  clink_client_metrics cm;
+  cm.struct_size = sizeof(cm);
+  clink_client_get_metrics(m->c, &cm);
+  return cm.turns_ok + cm.turns_failed;
 }
 
 static double member_score(const clink_pool *p, const pool_member *m, uint64_t now) {
   clink__pool_health h;
-  h.turn_ms_ewma = m->c->m.turn_ms_ewma;
-  h.turns_ok = m->c->m.turns_ok;
-  h.turns_failed = m->c->m.turns_failed;
+  clink_client_metrics cm;
+  cm.struct_size = sizeof(cm);
+  clink_client_get_metrics(m->c, &cm);
+  h.turn_ms_ewma = cm.turn_ms_ewma;
+  h.turns_ok = cm.turns_ok;
+  h.turns_failed = cm.turns_failed;
   h.age_ms = now - m->connected_ms;
   h.lifetime_ms = m->lifetime_ms;
   (void)p;
@@ -453,7 +462,7 @@ static int member_stale(const clink_pool *p, const pool_member *m, uint64_t now)
   return p->cfg.validate_after_ms && now - m->idle_since_ms > p->cfg.validate_after_ms;
 }
 
-static void on_member_closed(clink_client *c, void *ud) {
+static void on_member_closed(void *ud, clink_client *c) {
   pool_member *m = ud;
   clink_pool *p = m->pool;
   if (!m->silent) emit(p, CLINK_POOL_EVENT_CLOSED, c, reason_names[m->reason]);
@@ -495,7 +504,7 @@ static void close_member(clink_pool *p, pool_member *m, clink_pool_close_reason 
     p->st.closed++;
     p->st.closed_by_reason[why]++;
   }
-  int rc = clink_client_close(m->c, on_member_closed, m);
+  int rc = clink_client_close(m->c, NULL, NULL);
   (void)rc; /* UV_EBUSY cannot happen: only the pool closes its members */
 }
 
@@ -616,8 +625,8 @@ static int spawn(clink_pool *p, const char *resume, int replacing, uint64_t *ret
   m->replacing = replacing != 0;
   m->spawn_ms = now;
   m->cstate = clink_client_get_state(c);
-  clink_client_set_state_cb(c, on_member_state, m);
-  rc = clink_client_connect(c, on_member_connect, m);
+  clink__client_own(c, &member_ops, m);
+  rc = clink__client_owner_connect(c, on_member_connect, m);
   /* Counted and listed either way: a failed member still needs its close. */
   m->st = M_STARTING;
   p->n_starting++;
@@ -644,7 +653,7 @@ static void assign(clink_pool *p, pool_req *r, pool_member *m) {
   complete(p, r, 0, m, 0);
 }
 
-static void on_probe(void *ud, int status, const clink_msg *response);
+static void on_probe(clink_client *c, int status, const clink_msg *response, void *ud);
 
 /* Probes m for r; 0, or the member is closed and the caller picks again. */
 static int validate(clink_pool *p, pool_member *m, pool_req *r) {
@@ -655,8 +664,7 @@ static int validate(clink_pool *p, pool_member *m, pool_req *r) {
   rl_append(&p->valq, r);
   int rc = UV_EPIPE;
   if (clink_client_get_state(m->c) == CLINK_CLIENT_CONNECTED)
-    rc = clink__client_send_control(m->c, "mcp_status", NULL, p->cfg.validate_timeout_ms,
-                                    on_probe, m);
+    rc = clink_client_ping(m->c, p->cfg.validate_timeout_ms, on_probe, m);
   if (rc != 0) {
     m->req = NULL;
     r->m = NULL;
@@ -668,7 +676,8 @@ static int validate(clink_pool *p, pool_member *m, pool_req *r) {
   return rc;
 }
 
-static void on_probe(void *ud, int status, const clink_msg *response) {
+static void on_probe(clink_client *c, int status, const clink_msg *response, void *ud) {
+  (void)c;
   pool_member *m = ud;
   clink_pool *p = m->pool;
   (void)response;
@@ -855,8 +864,8 @@ static void plan(clink_pool *p) {
 
 /* ------------------------------------------------------------ callbacks */
 
-static void on_member_state(clink_client *c, clink_client_state from, clink_client_state to,
-                            void *ud) {
+static void on_member_state(void *ud, clink_client *c, clink_client_state from,
+                            clink_client_state to) {
   pool_member *m = ud;
   clink_pool *p = m->pool;
   (void)c;
@@ -1407,8 +1416,7 @@ int clink_pool_release(clink_pool *p, clink_client *c) {
         return 0;
       }
   }
-  if (c->state_cb != on_member_state) return UV_EINVAL;
-  pool_member *m = c->state_ud;
+  pool_member *m = clink__client_owner(c, &member_ops);
   if (m == NULL || m->pool != p || m->c != c || !m->handed_out) return UV_EINVAL;
   m->handed_out = 0;
   if (m->st == M_CLOSING) return 0; /* closed by the shutdown */
@@ -1417,7 +1425,7 @@ int clink_pool_release(clink_pool *p, clink_client *c) {
   int why = -1;
   if (m->cstate != CLINK_CLIENT_CONNECTED)
     why = CLINK_POOL_CLOSE_DEAD;
-  else if (c->active || c->queued)
+  else if (clink_client_turns_pending(c))
     why = CLINK_POOL_CLOSE_UNHEALTHY;
   else if (p->cfg.max_turns && turns >= p->cfg.max_turns)
     why = CLINK_POOL_CLOSE_MAX_TURNS;

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/deadline.h"
 #include "base/internal.h"
 #include "wire/message.h"
 
@@ -23,6 +24,10 @@ int clink_options_new(clink_options **out) {
   o->close_turn_wait_ms = CLINK_DEFAULT_CLOSE_TURN_WAIT_MS;
   o->max_queued_queries = CLINK_DEFAULT_MAX_QUEUED_QUERIES;
   o->max_control_inflight = CLINK_DEFAULT_MAX_CONTROL_INFLIGHT;
+  o->max_inbound_requests = CLINK_DEFAULT_MAX_INBOUND_REQUESTS;
+  o->probe_idle_ms = CLINK__NEVER;
+  o->probe_timeout_ms = CLINK_DEFAULT_PROBE_TIMEOUT_MS;
+  o->turn_inactivity_ms = CLINK_DEFAULT_TURN_INACTIVITY_MS;
   *out = o;
   return 0;
 }
@@ -222,6 +227,12 @@ int clink_options_set_fallback_model(clink_options *o, const char *model) {
   return clink__set_str(&o->fallback_model, model);
 }
 
+const char *clink__permission_mode_name(clink_permission_mode m) {
+  static const char *const names[] = {"default", "acceptEdits", "plan",
+                                      "bypassPermissions", "dontAsk", "auto"};
+  return (int)m >= 0 && (size_t)m < CLINK__ARRAY_SIZE(names) ? names[m] : NULL;
+}
+
 int clink_options_set_permission_mode(clink_options *o, clink_permission_mode mode) {
   CHECK_OPTS(o);
   if ((int)mode < CLINK_PERMISSION_DEFAULT || (int)mode > CLINK_PERMISSION_AUTO)
@@ -328,15 +339,26 @@ int clink_options_add_extra_arg(clink_options *o, const char *flag, const char *
 
 int clink_options_set_connect_timeout_ms(clink_options *o, uint64_t ms) {
   CHECK_OPTS(o);
-  if (ms == 0) return UV_EINVAL;
-  o->connect_timeout_ms = ms;
+  o->connect_timeout_ms = clink__timeout_norm(ms);
   return 0;
 }
 
 int clink_options_set_control_timeout_ms(clink_options *o, uint64_t ms) {
   CHECK_OPTS(o);
-  if (ms == 0) return UV_EINVAL;
-  o->control_timeout_ms = ms;
+  o->control_timeout_ms = clink__timeout_norm(ms);
+  return 0;
+}
+
+int clink_options_set_turn_inactivity_ms(clink_options *o, uint64_t ms) {
+  CHECK_OPTS(o);
+  o->turn_inactivity_ms = clink__timeout_norm(ms);
+  return 0;
+}
+
+int clink_options_set_max_inbound_requests(clink_options *o, size_t n) {
+  CHECK_OPTS(o);
+  if (n == 0) return UV_EINVAL;
+  o->max_inbound_requests = n;
   return 0;
 }
 
@@ -442,8 +464,7 @@ int clink_options_set_resend_interrupted_turn(clink_options *o, int enable) {
 
 int clink_options_set_idle_probe(clink_options *o, uint64_t idle_ms, uint64_t timeout_ms) {
   CHECK_OPTS(o);
-  if (idle_ms > 0 && timeout_ms == 0) return UV_EINVAL;
-  o->probe_idle_ms = idle_ms;
-  o->probe_timeout_ms = timeout_ms;
+  o->probe_idle_ms = clink__timeout_norm(idle_ms);
+  o->probe_timeout_ms = clink__timeout_norm(timeout_ms);
   return 0;
 }

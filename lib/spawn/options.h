@@ -63,6 +63,7 @@ struct clink_options {
   uint64_t close_turn_wait_ms;
   size_t max_queued_queries;
   size_t max_control_inflight;
+  size_t max_inbound_requests;
   clink_stderr_cb stderr_cb;
   void *stderr_ud;
   clink_request_cb permission_cb;
@@ -77,8 +78,13 @@ struct clink_options {
   char *initialize_extra;        /* JSON object text */
   clink_retry_policy *recovery;  /* owned copy; NULL = no recovery */
   int resend_interrupted_turn;
+  /* Stored normalised: CLINK__NEVER is "no limit" / "off". */
   uint64_t probe_idle_ms, probe_timeout_ms;
+  uint64_t turn_inactivity_ms;
 };
+
+/* The CLI's name of a permission mode; NULL outside the enum. */
+const char *clink__permission_mode_name(clink_permission_mode m);
 
 /* What the transport needs to start one process, resolved from options. */
 typedef struct clink__spawn_spec {

@@ -73,12 +73,6 @@ static void push_joined(strv *s, const char *flag, const clink__strlist *l) {
   clink__free(joined);
 }
 
-static const char *permission_mode_name(clink_permission_mode m) {
-  static const char *const names[] = {"default", "acceptEdits", "plan",
-                                      "bypassPermissions", "dontAsk", "auto"};
-  return names[m];
-}
-
 void clink__strv_free(char **v) {
   if (v == NULL) return;
   for (char **p = v; *p; p++) clink__free(*p);
@@ -109,7 +103,7 @@ static void build_args(strv *s, const clink_options *o) {
   else if (o->permission_prompt_tool)
     push_flag_value(s, "--permission-prompt-tool", o->permission_prompt_tool);
   if (o->permission_mode_set)
-    push_flag_value(s, "--permission-mode", permission_mode_name(o->permission_mode));
+    push_flag_value(s, "--permission-mode", clink__permission_mode_name(o->permission_mode));
   if (o->continue_conversation) strv_push(s, "--continue");
   if (o->resume) push_flag_value(s, "--resume", o->resume);
   if (o->session_id) push_flag_value(s, "--session-id", o->session_id);

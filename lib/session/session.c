@@ -1,0 +1,710 @@
+/* The session core: lifecycle, events, routing of stdout lines, the
+ * process's start and end, close, time. See session.h. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "base/deadline.h"
+#include "base/rand.h"
+#include "session/session-int.h"
+#include "wire/json-out.h"
+
+/* ------------------------------------------------------------- events */
+
+void clink__sess_push(clink__session *s, clink__evn *ev) {
+  if (ev->queued) return;
+  ev->queued = 1;
+  ev->next = NULL;
+  if (s->ev_tail)
+    s->ev_tail->next = ev;
+  else
+    s->ev_head = ev;
+  s->ev_tail = ev;
+}
+
+clink__misc_ev *clink__sess_push_misc(clink__session *s, int kind) {
+  clink__misc_ev *e = s->misc_free;
+  if (e == NULL) {
+    s->ev_dropped++;
+    return NULL;
+  }
+  s->misc_free = e->free_next;
+  memset(&e->ev, 0, sizeof(e->ev));
+  e->ev.kind = (unsigned char)kind;
+  e->ev.home = EV_HOME_MISC;
+  e->detail[0] = '\0';
+  clink__sess_push(s, &e->ev);
+  return e;
+}
+
+void clink__sess_push_action(clink__session *s, int kind, int status) {
+  clink__misc_ev *e = clink__sess_push_misc(s, kind);
+  if (e) e->ev.status = status;
+}
+
+int clink__session_has_events(const clink__session *s) { return s->ev_head != NULL; }
+
+int clink__session_next_event(clink__session *s, clink__ev_out *out) {
+  clink__evn *ev = s->ev_head;
+  if (ev == NULL) return 0;
+  s->ev_head = ev->next;
+  if (s->ev_head == NULL) s->ev_tail = NULL;
+  ev->queued = 0;
+  ev->next = NULL;
+  memset(out, 0, sizeof(*out));
+  out->kind = (clink__ev_kind)ev->kind;
+  out->status = ev->status;
+  out->msg = ev->msg;
+  out->ud = ev->ud;
+  memcpy(&out->cb, &ev->cb, sizeof(out->cb));
+  switch (ev->kind) {
+    case CLINK__EV_STATE:
+      out->from = (clink_client_state)ev->a;
+      out->to = (clink_client_state)ev->b;
+      break;
+    case CLINK__EV_RECOVERY:
+      out->recovery = (clink_recovery_event)ev->a;
+      out->attempt = (unsigned)ev->b;
+      out->delay_ms = ev->u;
+      break;
+    case CLINK__EV_REQUEST:
+      out->req = ev->obj;
+      break;
+    default:
+      break;
+  }
+  switch (ev->home) {
+    case EV_HOME_MISC: {
+      clink__misc_ev *m = CLINK__CONTAINER_OF(ev, clink__misc_ev, ev);
+      memcpy(out->detail, m->detail, sizeof(out->detail));
+      m->free_next = s->misc_free;
+      s->misc_free = m;
+      break;
+    }
+    case EV_HOME_TURN:
+      clink__sess_turn_free(ev->obj);
+      break;
+    case EV_HOME_CALL:
+      clink__sess_call_free(ev->obj);
+      break;
+    default:
+      break;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------- state */
+
+/* Every legal transition. Anything else is refused: a bug must never end in
+ * an abort() that user code can reach. */
+static int transition_allowed(clink_client_state from, clink_client_state to) {
+  switch (from) {
+    case CLINK_CLIENT_DISCONNECTED:
+      return to == CLINK_CLIENT_CONNECTING || to == CLINK_CLIENT_CLOSING;
+    case CLINK_CLIENT_CONNECTING:
+      return to == CLINK_CLIENT_CONNECTED || to == CLINK_CLIENT_ERROR ||
+             to == CLINK_CLIENT_CLOSING;
+    case CLINK_CLIENT_CONNECTED:
+      return to == CLINK_CLIENT_ERROR || to == CLINK_CLIENT_CLOSING ||
+             to == CLINK_CLIENT_RECOVERING;
+    case CLINK_CLIENT_RECOVERING:
+      return to == CLINK_CLIENT_CONNECTED || to == CLINK_CLIENT_ERROR ||
+             to == CLINK_CLIENT_CLOSING;
+    case CLINK_CLIENT_ERROR:
+      return to == CLINK_CLIENT_CONNECTING || to == CLINK_CLIENT_CLOSING;
+    case CLINK_CLIENT_CLOSING:
+      return to == CLINK_CLIENT_CLOSED;
+    case CLINK_CLIENT_CLOSED:
+      return 0;
+  }
+  return 0;
+}
+
+void clink__sess_set_state(clink__session *s, clink_client_state to) {
+  clink_client_state from = s->state;
+  if (from == to || !transition_allowed(from, to)) return;
+  s->state = to;
+  clink__misc_ev *e = clink__sess_push_misc(s, CLINK__EV_STATE);
+  if (e) {
+    e->ev.a = (int)from;
+    e->ev.b = (int)to;
+  }
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void set_now(clink__session *s, uint64_t now) {
+  if (now > s->now) s->now = now;
+}
+
+void clink__session_count_error(clink__session *s, int err) {
+  s->m.errors++;
+  for (size_t i = 0; i < CLINK__ERR_SLOTS; i++) {
+    if (s->errs[i].code == err || s->errs[i].code == 0) {
+      s->errs[i].code = err;
+      s->errs[i].count++;
+      return;
+    }
+  }
+}
+
+void clink__sess_error(clink__session *s, int err, const char *detail) {
+  clink__session_count_error(s, err);
+  if (s->closing) return;
+  clink__misc_ev *e = clink__sess_push_misc(s, CLINK__EV_ERROR);
+  if (e == NULL) return;
+  e->ev.status = err;
+  snprintf(e->detail, sizeof(e->detail), "%s", detail ? detail : "");
+}
+
+int clink__sess_send(clink__session *s, const char *line) {
+  if (line == NULL) return UV_ENOMEM;
+  if (s->proc == PROC_NONE) return CLINK_ENOT_CONNECTED;
+  size_t len = strlen(line);
+  int rc = s->send(s->send_ud, line, len);
+  if (rc == 0) {
+    s->m.messages_out++;
+    s->m.bytes_out += len + 1;
+    s->last_activity_ms = s->now;
+  }
+  return rc;
+}
+
+static void vformat(char *buf, size_t cap, size_t off, const char *fmt, va_list ap) {
+  if (off >= cap) return;
+  vsnprintf(buf + off, cap - off, fmt, ap);
+}
+
+void clink__session_set_last_error(clink__session *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(s->last_error, sizeof(s->last_error), 0, fmt, ap);
+  va_end(ap);
+}
+
+void clink__session_append_last_error(clink__session *s, const char *fmt, ...) {
+  size_t n = strlen(s->last_error);
+  if (n > 0 && n + 2 < sizeof(s->last_error)) {
+    memcpy(s->last_error + n, "; ", 3);
+    n += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(s->last_error, sizeof(s->last_error), n, fmt, ap);
+  va_end(ap);
+}
+
+/* ---------------------------------------------------------- lifetime */
+
+int clink__session_new(clink__session **out, const clink_options *opts,
+                       clink__session_send_fn send, void *send_ud, void *owner) {
+  if (out == NULL || opts == NULL || send == NULL) return UV_EINVAL;
+  clink__session *s = clink__calloc(1, sizeof(*s));
+  if (s == NULL) return UV_ENOMEM;
+  s->opts = opts;
+  s->send = send;
+  s->send_ud = send_ud;
+  s->owner = owner;
+  s->state = CLINK_CLIENT_DISCONNECTED;
+  s->recover_at_ms = CLINK__NEVER;
+  for (size_t i = CLINK__MISC_EVENTS; i-- > 0;) {
+    s->misc[i].free_next = s->misc_free;
+    s->misc_free = &s->misc[i];
+  }
+  int rc = clink__ctl_init(&s->ctl, opts->max_control_inflight, clink__seed(s));
+  if (rc == 0 && opts->recovery) rc = clink_retry_new(&s->retry, opts->recovery, 0);
+  if (rc != 0) {
+    clink__ctl_free(&s->ctl);
+    clink__free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void clink__session_free(clink__session *s) {
+  if (s == NULL) return;
+  clink__sess_requests_detach(s);
+  /* Events never popped: free what they own (no callback runs). */
+  clink__ev_out out;
+  while (clink__session_next_event(s, &out)) {
+  }
+  clink__turn *t = s->active;
+  s->active = NULL;
+  clink__sess_turn_free(t);
+  for (t = s->queue_head; t;) {
+    clink__turn *n = t->next;
+    clink__sess_turn_free(t);
+    t = n;
+  }
+  /* Calls still in the table: their nodes are not queued. */
+  for (size_t i = 0; i < s->ctl.cap; i++)
+    if (s->ctl.e[i].used) clink__sess_call_free(s->ctl.e[i].ud);
+  clink__ctl_free(&s->ctl);
+  if (s->cur_live) clink__msg_clear(&s->cur);
+  clink_retry_free(s->retry);
+  clink_msg_unref(s->server_info);
+  clink__free(s->session_id);
+  clink__free(s);
+}
+
+/* ------------------------------------------------------------ connect */
+
+int clink__session_can_connect(const clink__session *s) {
+  if (s->closing) return CLINK_ECLOSING;
+  if (s->state != CLINK_CLIENT_DISCONNECTED && s->state != CLINK_CLIENT_ERROR) return UV_EBUSY;
+  return 0;
+}
+
+/* A new process: answers to the old one's requests must not reach it. */
+static void process_started(clink__session *s) {
+  s->gen++;
+  s->m.spawns++;
+  s->proc = PROC_STARTING;
+  s->kill_cause = 0;
+  s->probe_inflight = 0;
+  s->spawned_at_ms = s->now;
+  s->last_activity_ms = s->last_line_ms = s->now;
+  s->last_error[0] = '\0';
+  s->last_error_result[0] = '\0';
+}
+
+static int send_initialize(clink__session *s) {
+  struct cJSON *fields = clink__sess_initialize_fields(s->opts);
+  if (fields == NULL) return UV_ENOMEM;
+  return clink__sess_send_control(s, "initialize", fields, s->opts->connect_timeout_ms,
+                                  CALL_INIT, NULL, NULL, s->now);
+}
+
+int clink__session_connect(clink__session *s, clink_connect_cb cb, void *ud, uint64_t now) {
+  set_now(s, now);
+  int rc = clink__session_can_connect(s);
+  if (rc != 0) return rc;
+  /* A new conversation: forget the old one's identity. */
+  clink__free(s->session_id);
+  s->session_id = NULL;
+  clink_msg_unref(s->server_info);
+  s->server_info = NULL;
+  process_started(s);
+  rc = send_initialize(s);
+  if (rc != 0) {
+    s->proc = PROC_NONE;
+    clink__session_count_error(s, rc);
+    return rc;
+  }
+  s->connect_cb = cb;
+  s->connect_ud = ud;
+  s->connect_pending = 1;
+  clink__sess_set_state(s, CLINK_CLIENT_CONNECTING);
+  return 0;
+}
+
+int clink__session_attempt_started(clink__session *s, uint64_t now) {
+  set_now(s, now);
+  process_started(s);
+  s->recovering_init = 1;
+  int rc = send_initialize(s);
+  if (rc != 0) {
+    s->recovering_init = 0;
+    s->attempt_pending = 0;
+    s->proc = PROC_NONE;
+    clink__sess_push_action(s, CLINK__ACT_STOP, 0);
+    clink__sess_push_action(s, CLINK__ACT_SETTLE, rc);
+    clink__session_count_error(s, rc);
+    clink__sess_recovery_schedule(s, rc, 0, now);
+  }
+  return rc;
+}
+
+static void connect_done(clink__session *s, int status) {
+  if (!s->connect_pending) return;
+  s->connect_pending = 0;
+  clink__misc_ev *e = clink__sess_push_misc(s, CLINK__EV_CONNECT);
+  if (e) {
+    e->ev.status = status;
+    e->ev.cb.connect = s->connect_cb;
+    e->ev.ud = s->connect_ud;
+  }
+  s->connect_cb = NULL;
+  s->connect_ud = NULL;
+}
+
+/* The initialize of the current process was answered (or failed). */
+static void on_initialized(clink__session *s, int status, const clink_msg *response) {
+  if (status == CLINK_ECONTROL_TIMEOUT) status = CLINK_EINIT_TIMEOUT;
+  if (status == CLINK_EINIT_TIMEOUT)
+    clink__session_set_last_error(s, "claude did not answer initialize within %llu ms",
+                                  (unsigned long long)s->opts->connect_timeout_ms);
+  if (status == 0) {
+    clink_msg *info = clink_msg_ref(response);
+    if (info == NULL) {
+      status = UV_ENOMEM;
+    } else {
+      clink_msg_unref(s->server_info);
+      s->server_info = info;
+    }
+  }
+  if (status == 0) {
+    s->proc = PROC_UP;
+    s->connected_at_ms = s->now;
+    s->m.connect_ms = s->now - s->spawned_at_ms;
+  } else if (status != UV_ECANCELED) {
+    clink__session_count_error(s, status);
+    if (s->proc != PROC_NONE) clink__sess_push_action(s, CLINK__ACT_STOP, 0);
+    s->proc = PROC_NONE;
+  }
+  if (s->recovering_init) {
+    s->recovering_init = 0;
+    s->attempt_pending = 0;
+    if (status == UV_ECANCELED) { /* closed meanwhile */
+      clink__sess_push_action(s, CLINK__ACT_SETTLE, 1);
+      return;
+    }
+    if (status == 0) {
+      clink__sess_recovery_connected(s, s->now);
+      return;
+    }
+    clink__sess_push_action(s, CLINK__ACT_SETTLE, status);
+    clink__sess_recovery_schedule(s, status, 0, s->now);
+    return;
+  }
+  if (s->state != CLINK_CLIENT_CONNECTING) {
+    /* Closed while connecting: the connect still ends, once. */
+    connect_done(s, status == 0 ? UV_ECANCELED : status);
+    return;
+  }
+  if (status == 0) {
+    s->ever_connected = 1;
+    clink__sess_set_state(s, CLINK_CLIENT_CONNECTED);
+    connect_done(s, 0);
+    clink__sess_push_action(s, CLINK__ACT_PUMP, 0);
+    return;
+  }
+  /* The state first: a callback that connects again starts afresh. */
+  clink__sess_set_state(s, CLINK_CLIENT_ERROR);
+  connect_done(s, status);
+  clink__sess_fail_queue(s, status, s->now);
+}
+
+/* Outcome of a control call (the table's callback: no user code runs). */
+static void on_call_done(void *ud, int status, const clink_msg *response) {
+  clink__call *call = ud;
+  clink__session *s = call->s;
+  switch (call->why) {
+    case CALL_INIT:
+      clink__sess_call_free(call);
+      on_initialized(s, status, response);
+      return;
+    case CALL_PROBE:
+      clink__sess_call_free(call);
+      s->probe_inflight = 0;
+      /* Any answer, even an error one, proves the CLI is reading. */
+      if (status != CLINK_ECONTROL_TIMEOUT) return;
+      s->m.probe_failures++;
+      clink__session_count_error(s, status);
+      if (s->proc == PROC_NONE || s->closing) return;
+      /* The exit that follows takes the usual path (recovery or ERROR);
+       * its description says why it was killed. */
+      s->kill_cause = s->active ? CLINK_ETURN_STALLED : CLINK_ECONTROL_TIMEOUT;
+      clink__sess_push_action(s, CLINK__ACT_KILL, s->kill_cause);
+      return;
+    case CALL_PING:
+      /* Any answer means alive. */
+      if (status == CLINK_ECONTROL_ERROR) status = 0;
+      break;
+    default:
+      break;
+  }
+  if (status == CLINK_ECONTROL_TIMEOUT) s->m.control_timeouts++;
+  if (status != 0) clink__session_count_error(s, status);
+  call->done.status = status;
+  call->done.msg = response;
+  clink__sess_push(s, &call->done);
+}
+
+int clink__sess_send_control(clink__session *s, const char *subtype, struct cJSON *fields,
+                             uint64_t timeout_ms, int why, clink_control_cb cb, void *ud,
+                             uint64_t now) {
+  clink__call *call = clink__calloc(1, sizeof(*call));
+  if (call == NULL) {
+    cJSON_Delete(fields);
+    return UV_ENOMEM;
+  }
+  call->s = s;
+  call->why = why;
+  call->gen = s->gen;
+  call->cb = cb;
+  call->ud = ud;
+  call->done.kind = CLINK__EV_CONTROL_DONE;
+  call->done.home = EV_HOME_CALL;
+  call->done.obj = call;
+  call->done.cb.control = cb;
+  call->done.ud = ud;
+  char id[CLINK__CTL_ID_MAX];
+  int idx = clink__ctl_add(&s->ctl, subtype, clink__deadline(now, timeout_ms), on_call_done,
+                           call, id);
+  if (idx < 0) {
+    cJSON_Delete(fields);
+    clink__free(call);
+    return idx;
+  }
+  char *line = clink__wire_control_request(id, subtype, fields);
+  int rc = clink__sess_send(s, line);
+  cJSON_free(line);
+  if (rc != 0) {
+    clink__ctl_cancel(&s->ctl, idx);
+    clink__free(call);
+    return rc;
+  }
+  s->m.control_requests++;
+  return 0;
+}
+
+void clink__sess_call_free(clink__call *call) { clink__free(call); }
+
+int clink__session_control(clink__session *s, const char *subtype, struct cJSON *fields,
+                           uint64_t timeout_ms, clink_control_cb cb, void *ud, uint64_t now) {
+  set_now(s, now);
+  int rc = s->closing ? CLINK_ECLOSING
+                      : s->state != CLINK_CLIENT_CONNECTED ? CLINK_ENOT_CONNECTED : 0;
+  if (rc != 0) {
+    cJSON_Delete(fields);
+    return rc;
+  }
+  return clink__sess_send_control(s, subtype, fields, timeout_ms, CALL_USER, cb, ud, s->now);
+}
+
+int clink__session_ping(clink__session *s, uint64_t timeout_ms, clink_control_cb cb, void *ud,
+                        uint64_t now) {
+  set_now(s, now);
+  if (s->closing) return CLINK_ECLOSING;
+  if (s->state != CLINK_CLIENT_CONNECTED) return CLINK_ENOT_CONNECTED;
+  return clink__sess_send_control(s, "mcp_status", NULL, timeout_ms, CALL_PING, cb, ud, s->now);
+}
+
+/* ------------------------------------------------------------ routing */
+
+static void remember_session(clink__session *s, const clink_msg *m) {
+  const char *sid = m->session_id;
+  if (sid == NULL || sid[0] == '\0') return;
+  if (s->session_id && strcmp(s->session_id, sid) == 0) return;
+  clink__set_str(&s->session_id, sid);
+}
+
+static void route(clink__session *s, const clink_msg *m) {
+  switch (m->kind) {
+    case CLINK_MSG_CONTROL_RESPONSE:
+      clink__ctl_resolve(&s->ctl, m);
+      return;
+    case CLINK_MSG_CONTROL_REQUEST:
+      clink__sess_request_in(s, m);
+      return;
+    case CLINK_MSG_CONTROL_CANCEL_REQUEST:
+      clink__sess_request_cancel(s, m);
+      return;
+    case CLINK_MSG_KEEP_ALIVE:
+      return;
+    case CLINK_MSG_RESULT:
+      remember_session(s, m);
+      clink__sess_on_result(s, m, s->now);
+      return;
+    case CLINK_MSG_SYSTEM:
+      if (m->subtype && strcmp(m->subtype, "init") == 0) remember_session(s, m);
+      break;
+    default:
+      break;
+  }
+  clink__sess_route_to_turn(s, m);
+}
+
+void clink__session_recv_line(clink__session *s, const char *line, size_t len, uint64_t now) {
+  set_now(s, now);
+  s->m.messages_in++;
+  s->m.bytes_in += len + 1;
+  s->last_activity_ms = s->last_line_ms = s->now;
+  if (s->cur_live) clink__msg_clear(&s->cur);
+  s->cur_live = 0;
+  int rc = len > 0 && line[0] == '{' ? clink__msg_parse_borrowed(&s->cur, line, len)
+                                     : CLINK_EBAD_JSON;
+  if (rc != 0) {
+    /* Debug noise or a corrupt line: report it, keep the stream. */
+    char detail[96];
+    size_t n = len < 80 ? len : 80;
+    snprintf(detail, sizeof(detail), "%.*s%s", (int)n, line, len > n ? "..." : "");
+    clink__sess_error(s, rc, detail);
+    return;
+  }
+  s->cur_live = 1;
+  route(s, &s->cur);
+}
+
+void clink__session_line_done(clink__session *s) {
+  if (!s->cur_live) return;
+  clink__msg_clear(&s->cur);
+  s->cur_live = 0;
+}
+
+void clink__session_stream_error(clink__session *s, int err, const char *detail) {
+  clink__sess_error(s, err, detail);
+}
+
+/* ------------------------------------------------------------ exit */
+
+void clink__session_process_exited(clink__session *s, uint64_t now) {
+  set_now(s, now);
+  int was_up = s->proc != PROC_NONE;
+  s->proc = PROC_NONE;
+  s->probe_inflight = 0;
+  if (!was_up) return; /* a process we already stopped */
+  clink__session_count_error(s, CLINK_EEXITED);
+  /* A turn we killed for silence says so; recovery sees a dead process. */
+  int turn_status = s->kill_cause == CLINK_ETURN_STALLED ? CLINK_ETURN_STALLED : CLINK_EEXITED;
+  if (s->state == CLINK_CLIENT_CONNECTING || s->state == CLINK_CLIENT_RECOVERING) {
+    /* Its initialize fails: on_initialized() takes it from there. */
+    clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
+    return;
+  }
+  clink__turn *turn = s->active;
+  s->active = NULL;
+  if (s->closing) {
+    s->close_wait = 0;
+    clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
+    if (turn) clink__sess_turn_done(s, turn, CLINK_EEXITED, NULL, now);
+    return;
+  }
+  int recover = s->retry != NULL && s->state == CLINK_CLIENT_CONNECTED;
+  if (recover && turn && s->opts->resend_interrupted_turn && !turn->resent) {
+    /* Back to the head of the queue, once. */
+    turn->resent = 1;
+    turn->next = s->queue_head;
+    s->queue_head = turn;
+    if (s->queue_tail == NULL) s->queue_tail = turn;
+    s->queued++;
+    turn = NULL;
+  }
+  if (recover) {
+    clink__sess_recovery_start(s, CLINK_EEXITED, now);
+  } else {
+    clink__sess_set_state(s, CLINK_CLIENT_ERROR);
+  }
+  clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
+  if (turn) clink__sess_turn_done(s, turn, turn_status, NULL, now);
+  if (!recover) clink__sess_fail_queue(s, CLINK_EEXITED, now);
+}
+
+/* ------------------------------------------------------------ close */
+
+int clink__session_close(clink__session *s, uint64_t now) {
+  set_now(s, now);
+  if (s->closing) return UV_EBUSY;
+  s->closing = 1;
+  s->recover_at_ms = CLINK__NEVER;
+  clink__sess_set_state(s, CLINK_CLIENT_CLOSING);
+  if (s->attempt_pending && !s->recovering_init) {
+    /* The driver holds an attempt's permit (or will be told no). */
+    s->attempt_pending = 0;
+  }
+  clink__sess_fail_queue(s, UV_ECANCELED, now);
+  clink__ctl_fail_all(&s->ctl, UV_ECANCELED);
+  clink__turn *t = s->active;
+  uint64_t wait = s->opts->close_turn_wait_ms;
+  if (t && s->proc == PROC_UP && wait > 0 && s->n_requests == 0) {
+    /* Let the running turn end: EOF now, the CLI finishes and exits. */
+    s->close_wait = 1;
+    s->close_deadline_ms = clink__deadline(now, wait);
+    clink__sess_push_action(s, CLINK__ACT_END_INPUT, 0);
+    return 0;
+  }
+  if (t) {
+    s->active = NULL;
+    clink__sess_turn_done(s, t, UV_ECANCELED, NULL, now);
+  }
+  if (s->proc != PROC_NONE) clink__sess_push_action(s, CLINK__ACT_STOP, 0);
+  s->proc = PROC_NONE;
+  return 0;
+}
+
+void clink__sess_end_close_wait(clink__session *s, int status) {
+  if (!s->close_wait) return;
+  s->close_wait = 0;
+  clink__turn *t = s->active;
+  s->active = NULL;
+  if (t) clink__sess_turn_done(s, t, status, NULL, s->now);
+  clink__sess_push_action(s, CLINK__ACT_STOP, 0);
+  s->proc = PROC_NONE;
+}
+
+void clink__session_detach_requests(clink__session *s) { clink__sess_requests_detach(s); }
+
+void clink__session_mark_closed(clink__session *s) {
+  clink__sess_set_state(s, CLINK_CLIENT_CLOSED);
+}
+
+int clink__session_closed(const clink__session *s) {
+  return s->closing && !s->close_wait && s->ev_head == NULL;
+}
+
+/* ------------------------------------------------------------- time */
+
+void clink__session_tick(clink__session *s, uint64_t now) {
+  set_now(s, now);
+  now = s->now;
+  clink__ctl_expire(&s->ctl, now);
+  if (s->close_wait && now >= s->close_deadline_ms) clink__sess_end_close_wait(s, UV_ECANCELED);
+  if (s->closing) return;
+  if (s->state == CLINK_CLIENT_RECOVERING && !s->attempt_pending && now >= s->recover_at_ms) {
+    s->recover_at_ms = CLINK__NEVER;
+    s->attempt_pending = 1;
+    clink__sess_push_action(s, CLINK__ACT_ATTEMPT, 0);
+  }
+  if (clink__sess_probe_due(s) <= now) clink__sess_probe(s, now);
+}
+
+uint64_t clink__session_next_deadline(const clink__session *s) {
+  uint64_t d = clink__ctl_next_deadline(&s->ctl);
+  if (s->close_wait) d = clink__earliest(d, s->close_deadline_ms);
+  if (!s->closing) {
+    if (s->state == CLINK_CLIENT_RECOVERING && !s->attempt_pending)
+      d = clink__earliest(d, s->recover_at_ms);
+    d = clink__earliest(d, clink__sess_probe_due(s));
+  }
+  return d;
+}
+
+int clink__session_keeps_loop_alive(const clink__session *s) {
+  return s->close_wait || (!s->closing && s->state == CLINK_CLIENT_RECOVERING);
+}
+
+/* ---------------------------------------------------------- read-outs */
+
+clink_client_state clink__session_state(const clink__session *s) { return s->state; }
+int clink__session_closing(const clink__session *s) { return s->closing; }
+const char *clink__session_id(const clink__session *s) { return s->session_id; }
+const clink_msg *clink__session_server_info(const clink__session *s) { return s->server_info; }
+const char *clink__session_last_error(const clink__session *s) { return s->last_error; }
+const char *clink__session_last_error_result(const clink__session *s) {
+  return s->last_error_result;
+}
+int clink__session_kill_cause(const clink__session *s) { return s->kill_cause; }
+
+size_t clink__session_turns_pending(const clink__session *s) {
+  return s->queued + (s->active != NULL);
+}
+
+int clink__session_get_metrics(const clink__session *s, uint64_t now,
+                               clink_client_metrics *out) {
+  if (out == NULL || out->struct_size < sizeof(size_t)) return UV_EINVAL;
+  clink_client_metrics m = s->m;
+  if (now < s->now) now = s->now;
+  m.uptime_ms = s->connected_at_ms ? now - s->connected_at_ms : 0;
+  m.last_activity_ms = s->last_activity_ms ? now - s->last_activity_ms : 0;
+  size_t n = out->struct_size < sizeof(m) ? out->struct_size : sizeof(m);
+  m.struct_size = n;
+  memcpy(out, &m, n);
+  return 0;
+}
+
+uint64_t clink__session_error_count(const clink__session *s, int err) {
+  for (size_t i = 0; i < CLINK__ERR_SLOTS; i++)
+    if (s->errs[i].code == err) return s->errs[i].count;
+  return 0;
+}
