@@ -798,7 +798,16 @@ CLINK_EXTERN int clink_exec_last_error(const clink_exec *exec);
 /* A pool of clients of one spawn profile (the options fixed when a process
  * starts): pre-warmed, connected and initialized processes handed out one
  * at a time. Members are ordinary clink_client objects owned by the pool;
- * closing the pool closes them. */
+ * closing the pool closes them.
+ *
+ * A checked-out member is the holder's to use with the client API, with
+ * three rules: clink_client_close() on it releases and discards it (the
+ * pool replaces it; its memory stays valid, the client CLOSED, until it is
+ * released or the pool is gone, so clink_pool_release() after its close
+ * callback is legal); clink_client_set_state_cb() and the other callback
+ * setters are the holder's own (the pool never uses them); and
+ * clink_client_connect() on it is refused with UV_EPERM (the pool starts
+ * its processes itself). */
 typedef enum clink_pool_shutdown_mode {
   CLINK_POOL_DRAIN = 0,    /* let checked-out clients come back, then close */
   CLINK_POOL_IMMEDIATE = 1 /* close everything now (running turns fail) */
@@ -822,14 +831,23 @@ typedef enum clink_pool_close_reason {
   CLINK_POOL_CLOSE_VALIDATION = 5,
   CLINK_POOL_CLOSE_REBALANCE = 6,
   CLINK_POOL_CLOSE_SHUTDOWN = 7,
-  CLINK_POOL_CLOSE_REASONS_ = 8
+  CLINK_POOL_CLOSE_USER = 8, /* its holder closed it (clink_client_close()) */
+  CLINK_POOL_CLOSE_REASONS_ = 9 /* the reasons this header knows */
 } clink_pool_close_reason;
+/* Room in clink_pool_stats for reasons: fixed, so reasons added later fit
+ * without changing the struct. */
+#define CLINK_POOL_CLOSE_REASON_SLOTS 16
+/* "dead", "unhealthy", ...; "unknown" outside the enum. */
+CLINK_EXTERN const char *clink_pool_close_reason_name(clink_pool_close_reason reason);
 
 /* Defaults: min idle 1, max size 10, acquire timeout 30 s, max lifetime 30
  * min (each process up to 2.5 % shorter), idle timeout 10 min, no turn limit,
- * validate after 30 s idle (probe timeout 5 s), leak threshold off, at most
+ * validate after 30 s idle (ping timeout 5 s), leak threshold off, at most
  * 1024 waiters, shutdown in batches of 10, 15 s per process, 30 s per
- * batch. */
+ * batch. Every time here is a timeout: 0 or CLINK_NEVER means no limit
+ * (no validation, no leak reports, ...). Each session needs 3 file
+ * descriptors of the host (stdin, stdout, stderr): raise RLIMIT_NOFILE for
+ * large pools. */
 CLINK_EXTERN int clink_pool_config_new(clink_pool_config **out);
 CLINK_EXTERN void clink_pool_config_free(clink_pool_config *cfg);
 CLINK_EXTERN int clink_pool_config_set_size(clink_pool_config *cfg, unsigned int min_idle,
@@ -838,7 +856,7 @@ CLINK_EXTERN int clink_pool_config_set_acquire_timeout_ms(clink_pool_config *cfg
                                                           uint64_t ms);
 /* 0 = unlimited. */
 CLINK_EXTERN int clink_pool_config_set_max_waiters(clink_pool_config *cfg, unsigned int n);
-/* 0 disables each limit. */
+/* 0 or CLINK_NEVER disables each limit. */
 CLINK_EXTERN int clink_pool_config_set_max_lifetime_ms(clink_pool_config *cfg, uint64_t ms,
                                                        double jitter_pct);
 CLINK_EXTERN int clink_pool_config_set_idle_timeout_ms(clink_pool_config *cfg, uint64_t ms);
@@ -861,7 +879,10 @@ typedef void (*clink_acquire_cb)(clink_pool *pool, int status, clink_client *cli
                                  uint64_t retry_after_ms, void *ud);
 typedef void (*clink_pool_close_cb)(clink_pool *pool, void *ud);
 
-/* opts and cfg are copied. The pool starts filling to min idle at once. */
+/* opts and cfg are copied. The pool starts filling to min idle at once.
+ * UV_EINVAL when opts name a conversation (resume, session id, continue,
+ * fork): every member would share it; use clink_pool_acquire()'s
+ * session_id instead. */
 CLINK_EXTERN int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
                                 const clink_pool_config *cfg);
 /* Spawns go through this breaker (borrowed; e.g. the registry's claude_sdk):
@@ -875,8 +896,8 @@ CLINK_EXTERN int clink_pool_try_acquire(clink_pool *pool, clink_client **out);
 /* Async acquire: an idle member, else a new one (while under max size), else
  * a FIFO wait bounded by the acquire timeout. cb runs from the loop, never
  * inside this call. session_id (may be NULL) asks for the member that holds
- * that conversation, or a new process resuming it. where (may be NULL, not
- * copied: a string literal) names the call site for leak reports. */
+ * that conversation, or a new process resuming it. where (may be NULL; copied,
+ * at most 63 bytes kept) names the call site for leak reports. */
 CLINK_EXTERN int clink_pool_acquire(clink_pool *pool, const char *session_id,
                                     const char *where, clink_acquire_cb cb, void *ud);
 /* Gives a member back: healthy ones go idle, dead or unhealthy ones are
@@ -896,7 +917,7 @@ typedef struct clink_pool_stats {
   size_t struct_size;
   uint32_t size, idle, in_use, starting, pending_acquires;
   uint64_t created, closed;
-  uint64_t closed_by_reason[CLINK_POOL_CLOSE_REASONS_];
+  uint64_t closed_by_reason[CLINK_POOL_CLOSE_REASON_SLOTS];
   uint64_t acquired, acquired_idle, acquired_waited, timeouts, rejected, leaks;
   uint64_t wait_hist[CLINK_POOL_WAIT_BUCKETS];
   uint64_t wait_total_us, wait_max_us;

@@ -31,6 +31,7 @@
 #include <claudelink.h>
 
 #include "session/ctl-out.h"
+#include "session/session.h"
 #include "wire/framer.h"
 #include "wire/message.h"
 #include "spawn/options.h"
@@ -722,6 +723,292 @@ START_TEST(wire_builders) {
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- session */
+
+/* What the session wrote: lines are checked as they come (allocations
+ * held), never half-built. */
+static struct {
+  int lines;
+  int bad_lines;
+  char last[4096];
+} fs;
+
+static int fm_send(void *ud, const char *line, size_t len) {
+  (void)ud;
+  int was = fm_hold();
+  cJSON *j = cJSON_ParseWithLength(line, len);
+  if (!cJSON_IsObject(j) || memchr(line, '\n', len) != NULL) fs.bad_lines++;
+  cJSON_Delete(j);
+  fm_release(was);
+  size_t n = len < sizeof(fs.last) - 1 ? len : sizeof(fs.last) - 1;
+  memcpy(fs.last, line, n);
+  fs.last[n] = '\0';
+  fs.lines++;
+  return 0;
+}
+
+static void fm_on_message(clink_client *c, const clink_msg *m, void *ud) {
+  (void)c;
+  (void)m;
+  (void)ud;
+}
+
+/* Pops every event; an error or a kill caused by a failed allocation makes
+ * the run's result UV_ENOMEM; requests go to *held. */
+static int fm_drain(clink__session *s, clink_request **held, uint64_t now) {
+  int rc = 0;
+  clink__ev_out e;
+  while (clink__session_next_event(s, &e)) {
+    if ((e.kind == CLINK__EV_ERROR || e.kind == CLINK__ACT_KILL) && e.status == UV_ENOMEM)
+      rc = UV_ENOMEM;
+    if (e.kind == CLINK__EV_CONNECT && e.status == UV_ENOMEM) rc = UV_ENOMEM;
+    if (e.kind == CLINK__EV_TURN_DONE && e.status == UV_ENOMEM) rc = UV_ENOMEM;
+    if (e.kind == CLINK__EV_REQUEST && held) *held = e.req;
+    if (e.kind == CLINK__ACT_PUMP) clink__session_pump(s, now);
+  }
+  clink__session_line_done(s);
+  return rc;
+}
+
+static int feed(clink__session *s, const char *line, clink_request **held) {
+  clink__session_recv_line(s, line, strlen(line), 2000);
+  return fm_drain(s, held, 2000);
+}
+
+/* connect: the initialize goes out whole (hooks and extra members) or not
+ * at all. */
+static int op_session_connect(void *ctx) {
+  const clink_options *o = ctx;
+  memset(&fs, 0, sizeof(fs));
+  clink__session *s;
+  int rc = clink__session_new(&s, o, fm_send, NULL, NULL);
+  if (rc != 0) return rc;
+  rc = clink__session_connect(s, NULL, NULL, 1000);
+  if (rc != 0 && fs.lines) fm_bad("a line was written by a failed connect");
+  if (rc == 0 && (fs.lines != 1 || strstr(fs.last, "\"hookCallbackIds\":[\"hook_0\"]") == NULL ||
+                  strstr(fs.last, "\"agents\"") == NULL))
+    fm_bad("initialize without its hooks or extra members");
+  fm_drain(s, NULL, 1000);
+  clink__session_free(s);
+  if (fs.bad_lines) fm_bad("a half-built line was written");
+  return rc;
+}
+
+#define INIT_OK(id) \
+  "{\"type\":\"control_response\",\"response\":{\"subtype\":\"success\",\"request_id\":\"" id \
+  "\",\"response\":{\"commands\":[],\"pid\":1}}}"
+
+/* A whole turn with a permission prompt answered with an updated input. */
+static int op_session_turn(void *ctx) {
+  const clink_options *o = ctx;
+  memset(&fs, 0, sizeof(fs));
+  clink__session *s;
+  int rc = clink__session_new(&s, o, fm_send, NULL, NULL);
+  if (rc != 0) return rc;
+  clink_request *held = NULL;
+  rc = clink__session_connect(s, NULL, NULL, 1000);
+  if (rc == 0) {
+    /* Answer the initialize with the id it went out with. */
+    char line[512];
+    const char *p = strstr(fs.last, "\"request_id\":\"");
+    char id[64] = "";
+    if (p) sscanf(p + 14, "%63[^\"]", id);
+    int n = snprintf(line, sizeof(line), INIT_OK("%s"), id);
+    (void)n;
+    rc = feed(s, line, NULL);
+  }
+  if (rc == 0) {
+    int was = fm_hold();
+    cJSON *content = cJSON_CreateString("use a tool");
+    fm_release(was);
+    rc = clink__session_query(s, content, fm_on_message, NULL, NULL, 2000);
+  }
+  if (rc == 0)
+    rc = feed(s, "{\"type\":\"control_request\",\"request_id\":\"11c6833d\",\"request\":"
+                 "{\"subtype\":\"can_use_tool\",\"tool_name\":\"Bash\",\"input\":"
+                 "{\"command\":\"ls\"}}}", &held);
+  if (rc == 0 && held == NULL) fm_bad("no request event");
+  if (rc == 0 && held) {
+    int before = fs.lines;
+    rc = clink_request_allow(held, "{\"command\":\"ls -l\"}", "[{\"type\":\"setMode\"}]");
+    if (rc == UV_ENOMEM) {
+      if (fs.lines != before) fm_bad("a failed answer wrote a line");
+      int was = fm_hold();
+      clink_request_fail(held, "give up"); /* still pending: answer it */
+      fm_release(was);
+    } else if (strstr(fs.last, "\"updatedInput\":{\"command\":\"ls -l\"}") == NULL ||
+               strstr(fs.last, "\"updatedPermissions\"") == NULL) {
+      fm_bad("permission answer without its members");
+    }
+  }
+  if (rc == 0)
+    rc = feed(s, "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+                 "\"result\":\"ok\",\"session_id\":\"abc\"}", NULL);
+  fm_drain(s, NULL, 2000);
+  clink__session_free(s);
+  if (fs.bad_lines) fm_bad("a half-built line was written");
+  return rc;
+}
+
+static clink_options *session_opts(void) {
+  clink_options *o;
+  ck_assert_int_eq(clink_options_new(&o), 0);
+  ck_assert_int_ge(clink_options_add_hook(o, "PreToolUse", "Bash", 30), 0);
+  ck_assert_int_eq(clink_options_set_initialize_extra(o, "{\"agents\":{\"a\":{\"description\":\"d\"}}}"), 0);
+  ck_assert_int_eq(clink_options_set_permission_cb(o, (clink_request_cb)fm_on_message, NULL), 0);
+  return o;
+}
+
+START_TEST(session_connect) {
+  clink_options *o = session_opts();
+  fm_run("session connect (initialize with hooks)", op_session_connect, o);
+  clink_options_free(o);
+}
+END_TEST
+
+START_TEST(session_turn_with_permission) {
+  clink_options *o = session_opts();
+  fm_run("session turn + permission answer", op_session_turn, o);
+  clink_options_free(o);
+}
+END_TEST
+
+/* ------------------------------------------------- client and pool (I/O) */
+
+typedef struct io_run {
+  int connected, connect_status, done, turn_status, closed;
+  int acquired, acquire_status;
+  clink_client *c;
+  clink_pool *pool;
+} io_run;
+
+static void io_on_connect(clink_client *c, int status, void *ud) {
+  io_run *r = ud;
+  (void)c;
+  r->connected = 1;
+  r->connect_status = status;
+}
+
+static void io_on_done(clink_client *c, int status, const clink_msg *res, void *ud) {
+  io_run *r = ud;
+  (void)c;
+  (void)res;
+  r->done = 1;
+  r->turn_status = status;
+}
+
+static void io_on_closed(clink_client *c, void *ud) {
+  (void)c;
+  ((io_run *)ud)->closed = 1;
+}
+
+static clink_options *io_opts(void) {
+  clink_options *o;
+  ck_assert_int_eq(clink_options_new(&o), 0);
+  ck_assert_int_eq(clink_options_set_cli_path(o, clink_test_fake_cli()), 0);
+  ck_assert_int_eq(clink_options_set_exec_shim(o, NULL), 0);
+  ck_assert_int_eq(clink_options_set_close_grace_ms(o, 200, 200), 0);
+  ck_assert_int_eq(clink_options_set_connect_timeout_ms(o, 2000), 0);
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(o, 2000), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(o, 0, 1000), 0);
+  return o;
+}
+
+/* connect, one turn, close: a failure anywhere is the caller's error (a
+ * return, or a callback's status), never a hang nor a leak. */
+static int op_client_turn(void *ctx) {
+  const clink_options *o = ctx;
+  uv_loop_t loop;
+  int was = fm_hold();
+  uv_loop_init(&loop);
+  fm_release(was);
+  io_run r;
+  memset(&r, 0, sizeof(r));
+  int rc = clink_client_new(&r.c, &loop, o);
+  if (rc != 0) {
+    uv_loop_close(&loop);
+    return rc;
+  }
+  rc = clink_client_connect(r.c, io_on_connect, &r);
+  if (rc == 0) {
+    while (!r.connected && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    rc = r.connect_status;
+  }
+  if (rc == 0) rc = clink_client_query(r.c, "hello", NULL, io_on_done, &r);
+  if (rc == 0) {
+    while (!r.done && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    rc = r.turn_status;
+  }
+  clink_client_close(r.c, io_on_closed, &r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (!r.closed) fm_bad("close callback missing");
+  if (uv_loop_close(&loop) != 0) fm_bad("handles left open");
+  return rc;
+}
+
+static void io_on_acquire(clink_pool *p, int status, clink_client *c, uint64_t ra, void *ud) {
+  io_run *r = ud;
+  (void)p;
+  (void)ra;
+  r->acquired = 1;
+  r->acquire_status = status;
+  r->c = c;
+}
+
+static void io_on_pool_closed(clink_pool *p, void *ud) {
+  (void)p;
+  ((io_run *)ud)->closed = 1;
+}
+
+/* A pool of one: acquire (a spawn), release, shutdown. */
+static int op_pool_acquire_release(void *ctx) {
+  const clink_options *o = ctx;
+  uv_loop_t loop;
+  int was = fm_hold();
+  uv_loop_init(&loop);
+  fm_release(was);
+  io_run r;
+  memset(&r, 0, sizeof(r));
+  clink_pool_config *cfg = NULL;
+  int rc = clink_pool_config_new(&cfg);
+  if (rc == 0) rc = clink_pool_config_set_size(cfg, 0, 1);
+  if (rc == 0) rc = clink_pool_new(&r.pool, &loop, o, cfg);
+  clink_pool_config_free(cfg);
+  if (rc != 0) {
+    uv_loop_close(&loop);
+    return rc;
+  }
+  rc = clink_pool_acquire(r.pool, NULL, "failmalloc.c", io_on_acquire, &r);
+  if (rc == 0) {
+    while (!r.acquired && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    rc = r.acquire_status;
+  }
+  if (rc == 0 && clink_pool_release(r.pool, r.c) != 0) fm_bad("release refused");
+  clink_pool_shutdown(r.pool, CLINK_POOL_DRAIN, io_on_pool_closed, &r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (!r.closed) fm_bad("shutdown callback missing");
+  if (uv_loop_close(&loop) != 0) fm_bad("handles left open");
+  return rc;
+}
+
+START_TEST(client_connect_and_turn) {
+  clink_options *o = io_opts();
+  fm_run("client connect + turn + close", op_client_turn, o);
+  clink_options_free(o);
+}
+END_TEST
+
+START_TEST(pool_acquire_release) {
+  clink_options *o = io_opts();
+  fm_run("pool acquire + release + shutdown", op_pool_acquire_release, o);
+  clink_options_free(o);
+}
+END_TEST
+
 int main(void) {
   cJSON_Hooks hooks = {__wrap_malloc, __wrap_free};
   cJSON_InitHooks(&hooks);
@@ -746,6 +1033,16 @@ int main(void) {
   tc = tcase_create("wire");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, wire_builders);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("session");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, session_connect);
+  tcase_add_test(tc, session_turn_with_permission);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("io");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, client_connect_and_turn);
+  tcase_add_test(tc, pool_acquire_release);
   suite_add_tcase(s, tc);
   return clink_test_run(s);
 }

@@ -381,10 +381,12 @@ START_TEST(config_validation) {
   ck_assert_int_eq(clink_pool_config_set_size(c, 0, 0), UV_EINVAL);
   ck_assert_int_eq(clink_pool_config_set_size(c, 3, 2), UV_EINVAL);
   ck_assert_int_eq(clink_pool_config_set_size(c, 0, 1), 0);
-  ck_assert_int_eq(clink_pool_config_set_acquire_timeout_ms(c, 0), UV_EINVAL);
+  /* Timeouts: 0 and CLINK_NEVER both mean no limit (one rule). */
+  ck_assert_int_eq(clink_pool_config_set_acquire_timeout_ms(c, 0), 0);
+  ck_assert_int_eq(clink_pool_config_set_acquire_timeout_ms(c, CLINK_NEVER), 0);
   ck_assert_int_eq(clink_pool_config_set_max_lifetime_ms(c, 1000, 101), UV_EINVAL);
   ck_assert_int_eq(clink_pool_config_set_max_lifetime_ms(c, 1000, -1), UV_EINVAL);
-  ck_assert_int_eq(clink_pool_config_set_validation(c, 10, 0), UV_EINVAL);
+  ck_assert_int_eq(clink_pool_config_set_validation(c, 10, 0), 0);
   ck_assert_int_eq(clink_pool_config_set_shutdown(c, 0, 1, 1), UV_EINVAL);
   ck_assert_int_eq(clink_pool_config_set_max_waiters(c, 0), 0);
   clink_pool_config_free(c);
@@ -392,6 +394,22 @@ START_TEST(config_validation) {
   clink_pool *p = NULL;
   ck_assert_int_eq(clink_pool_new(&p, NULL, T.opts, T.cfg), UV_EINVAL);
   ck_assert_int_eq(clink_pool_new(&p, &T.loop, NULL, T.cfg), UV_EINVAL);
+  /* A profile that names a conversation would be shared by every member. */
+  clink_options *o;
+  ck_assert_int_eq(clink_options_dup(&o, T.opts), 0);
+  ck_assert_int_eq(clink_options_set_resume(o, "abc"), 0);
+  ck_assert_int_eq(clink_pool_new(&p, &T.loop, o, T.cfg), UV_EINVAL);
+  ck_assert_int_eq(clink_options_set_resume(o, NULL), 0);
+  ck_assert_int_eq(clink_options_set_continue(o, 1), 0);
+  ck_assert_int_eq(clink_pool_new(&p, &T.loop, o, T.cfg), UV_EINVAL);
+  ck_assert_int_eq(clink_options_set_continue(o, 0), 0);
+  ck_assert_int_eq(clink_options_set_session_id(o, "s"), 0);
+  ck_assert_int_eq(clink_pool_new(&p, &T.loop, o, T.cfg), UV_EINVAL);
+  ck_assert_int_eq(clink_options_set_session_id(o, NULL), 0);
+  ck_assert_int_eq(clink_options_set_fork_session(o, 1), 0);
+  ck_assert_int_eq(clink_pool_new(&p, &T.loop, o, T.cfg), UV_EINVAL);
+  ck_assert_ptr_null(p);
+  clink_options_free(o);
 }
 END_TEST
 

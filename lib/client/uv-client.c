@@ -142,6 +142,9 @@ static void describe_exit(clink_client *c, int64_t status, int sig) {
           "within %llu ms", (unsigned long long)c->opts->turn_inactivity_ms,
           (unsigned long long)c->opts->probe_timeout_ms);
       break;
+    case UV_ENOMEM:
+      clink__session_append_last_error(c->s, "after the host ran out of memory handling it");
+      break;
     default:
       break;
   }

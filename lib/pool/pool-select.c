@@ -55,3 +55,26 @@ unsigned clink__pool_wait_bucket(uint64_t us, unsigned n_buckets) {
   }
   return b;
 }
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+void clink__pool_plan(const clink__pool_plan_in *in, clink__pool_plan_out *out) {
+  uint32_t room = in->live < in->max_size ? in->max_size - in->live : 0;
+  uint32_t starting = in->starting_generic;
+  out->replace = in->fill_allowed ? min_u32(in->replace_pending, room) : 0;
+  room -= out->replace;
+  starting += out->replace;
+  out->retire = in->fill_allowed ? min_u32(in->retire_pending, room) : 0;
+  room -= out->retire;
+  starting += out->retire;
+  uint32_t uncovered = in->wait_generic > starting ? in->wait_generic - starting : 0;
+  out->for_waiters = min_u32(uncovered, room);
+  room -= out->for_waiters;
+  starting += out->for_waiters;
+  /* Min idle counts what is idle or on its way, beyond what waiters take. */
+  uint64_t want = (uint64_t)in->min_idle + in->wait_generic;
+  uint64_t have = (uint64_t)in->idle + starting;
+  uint64_t gap64 = want > have ? want - have : 0;
+  uint32_t gap = gap64 > UINT32_MAX ? UINT32_MAX : (uint32_t)gap64;
+  out->for_min_idle = in->fill_allowed ? min_u32(gap, room) : 0;
+}

@@ -1,6 +1,7 @@
-/* Pure helpers of the pool (uv-pool.c): health score, power-of-two-choices
- * selection, rebalancing choice, lifetime jitter, wait histogram buckets.
- * No I/O, no clock: time comes in as arguments. Not installed. */
+/* The pool's decisions as pure code: health score, power-of-two-choices
+ * selection, rebalancing choice, lifetime jitter, wait histogram buckets,
+ * and how many processes to start. No I/O, no clock: time comes in as
+ * arguments. Not installed. */
 #ifndef CLINK_POOL_H
 #define CLINK_POOL_H
 
@@ -43,5 +44,24 @@ uint64_t clink__pool_lifetime(uint64_t lifetime_ms, double jitter_pct, uint64_t 
 /* Wait histogram bucket of a wait in microseconds: bucket i (0..n-2) holds
  * waits <= 10^i us, the last one everything longer. */
 unsigned clink__pool_wait_bucket(uint64_t us, unsigned n_buckets);
+
+/* How many processes to start now, from the pool's counts. Starts are
+ * generic (no conversation) and go, in this order, to replacements of dead
+ * idle members, successors of members past their lifetime, acquires
+ * waiting without a process on its way, then min idle; never past
+ * max_size. fill_allowed is 0 while a failed start backs off (waiters are
+ * served regardless: each start is theirs to fail). */
+typedef struct clink__pool_plan_in {
+  uint32_t idle, live, starting_generic, wait_generic;
+  uint32_t min_idle, max_size;
+  uint32_t replace_pending, retire_pending;
+  int fill_allowed;
+} clink__pool_plan_in;
+
+typedef struct clink__pool_plan_out {
+  uint32_t replace, retire, for_waiters, for_min_idle;
+} clink__pool_plan_out;
+
+void clink__pool_plan(const clink__pool_plan_in *in, clink__pool_plan_out *out);
 
 #endif

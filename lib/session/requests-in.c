@@ -45,7 +45,8 @@ static void reply_error_now(clink__session *s, const char *id, const char *prefi
   char text[256];
   snprintf(text, sizeof(text), "%s%s", prefix, arg ? arg : "");
   int rc = send_owned(s, clink__wire_control_error(id, text));
-  if (rc != 0) clink__session_count_error(s, rc);
+  /* The CLI waits for this answer: without it the turn would hang. */
+  if (rc != 0) clink__sess_fatal(s, rc);
 }
 
 static int add(cJSON *obj, const char *name, cJSON *item) {
@@ -87,11 +88,11 @@ static void reply_mcp_not_found(clink__session *s, const clink_msg *m) {
   cJSON_Delete(mcp);
   if (!ok) {
     cJSON_Delete(resp);
-    clink__session_count_error(s, UV_ENOMEM);
+    clink__sess_fatal(s, UV_ENOMEM);
     return;
   }
   int rc = send_owned(s, clink__wire_control_success(m->request_id, resp));
-  if (rc != 0) clink__session_count_error(s, rc);
+  if (rc != 0) clink__sess_fatal(s, rc);
 }
 
 void clink__sess_request_in(clink__session *s, const clink_msg *m) {
@@ -146,7 +147,8 @@ void clink__sess_request_in(clink__session *s, const clink_msg *m) {
   clink_msg *ref = r ? clink_msg_ref(m) : NULL;
   if (ref == NULL) {
     clink__free(r);
-    clink__session_count_error(s, UV_ENOMEM);
+    /* The CLI gets an error answer; the host hears why. */
+    clink__sess_error(s, UV_ENOMEM, "out of memory: an inbound request was answered with an error");
     reply_error_now(s, id, "out of memory", NULL);
     return;
   }
@@ -232,8 +234,11 @@ static int parse_opt(const char *text, int want_object, cJSON **out) {
   *out = NULL;
   if (text == NULL) return 0;
   cJSON *j = cJSON_Parse(text);
-  if (j == NULL)
-    return want_object && clink__json_object_valid(text, strlen(text)) ? UV_ENOMEM : UV_EINVAL;
+  if (j == NULL) {
+    size_t n = strlen(text);
+    int valid = want_object ? clink__json_object_valid(text, n) : clink__json_array_valid(text, n);
+    return valid ? UV_ENOMEM : UV_EINVAL;
+  }
   if (want_object ? !cJSON_IsObject(j) : !cJSON_IsArray(j)) {
     cJSON_Delete(j);
     return UV_EINVAL;

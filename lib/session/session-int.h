@@ -150,6 +150,8 @@ void clink__sess_push(clink__session *s, clink__evn *ev);
 void clink__sess_push_action(clink__session *s, int kind, int status);
 void clink__sess_error(clink__session *s, int err, const char *detail);
 int clink__sess_send(clink__session *s, const char *line);
+/* The process can no longer be trusted (err): kill it. */
+void clink__sess_fatal(clink__session *s, int err);
 /* The close's wait for the running turn is over (its result came, the time
  * is up, or the CLI asked something it can no longer be answered). */
 void clink__sess_end_close_wait(clink__session *s, int status);

@@ -156,6 +156,16 @@ void clink__sess_error(clink__session *s, int err, const char *detail) {
   snprintf(e->detail, sizeof(e->detail), "%s", detail ? detail : "");
 }
 
+void clink__sess_fatal(clink__session *s, int err) {
+  clink__session_count_error(s, err);
+  if (s->proc == PROC_NONE || s->kill_cause) return;
+  /* The protocol's state is unknown (a line lost, an answer the CLI waits
+   * for that cannot be written): the process goes, its turn fails with err
+   * instead of hanging, and recovery (if any) starts afresh. */
+  s->kill_cause = err;
+  clink__sess_push_action(s, CLINK__ACT_KILL, err);
+}
+
 int clink__sess_send(clink__session *s, const char *line) {
   if (line == NULL) return UV_ENOMEM;
   if (s->proc == PROC_NONE) return CLINK_ENOT_CONNECTED;
@@ -487,7 +497,9 @@ static void remember_session(clink__session *s, const clink_msg *m) {
   const char *sid = m->session_id;
   if (sid == NULL || sid[0] == '\0') return;
   if (s->session_id && strcmp(s->session_id, sid) == 0) return;
-  clink__set_str(&s->session_id, sid);
+  /* Kept as it was on failure; the next result or init tries again. */
+  if (clink__set_str(&s->session_id, sid) != 0)
+    clink__sess_error(s, UV_ENOMEM, "out of memory: the session id was not recorded");
 }
 
 static void route(clink__session *s, const clink_msg *m) {
@@ -531,6 +543,7 @@ void clink__session_recv_line(clink__session *s, const char *line, size_t len, u
     size_t n = len < 80 ? len : 80;
     snprintf(detail, sizeof(detail), "%.*s%s", (int)n, line, len > n ? "..." : "");
     clink__sess_error(s, rc, detail);
+    if (rc == UV_ENOMEM) clink__sess_fatal(s, rc);
     return;
   }
   s->cur_live = 1;
@@ -545,6 +558,8 @@ void clink__session_line_done(clink__session *s) {
 
 void clink__session_stream_error(clink__session *s, int err, const char *detail) {
   clink__sess_error(s, err, detail);
+  /* A line lost to a failed allocation: nobody knows what it said. */
+  if (err == UV_ENOMEM) clink__sess_fatal(s, err);
 }
 
 /* ------------------------------------------------------------ exit */
@@ -556,19 +571,22 @@ void clink__session_process_exited(clink__session *s, uint64_t now) {
   s->probe_inflight = 0;
   if (!was_up) return; /* a process we already stopped */
   clink__session_count_error(s, CLINK_EEXITED);
-  /* A turn we killed for silence says so; recovery sees a dead process. */
-  int turn_status = s->kill_cause == CLINK_ETURN_STALLED ? CLINK_ETURN_STALLED : CLINK_EEXITED;
+  /* What we killed says why (silence, out of memory); recovery sees a dead
+   * process. */
+  int cause = s->kill_cause == CLINK_ETURN_STALLED || s->kill_cause == UV_ENOMEM
+                  ? s->kill_cause
+                  : CLINK_EEXITED;
   if (s->state == CLINK_CLIENT_CONNECTING || s->state == CLINK_CLIENT_RECOVERING) {
     /* Its initialize fails: on_initialized() takes it from there. */
-    clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
+    clink__ctl_fail_all(&s->ctl, cause);
     return;
   }
   clink__turn *turn = s->active;
   s->active = NULL;
   if (s->closing) {
     s->close_wait = 0;
-    clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
-    if (turn) clink__sess_turn_done(s, turn, CLINK_EEXITED, NULL, now);
+    clink__ctl_fail_all(&s->ctl, cause);
+    if (turn) clink__sess_turn_done(s, turn, cause, NULL, now);
     return;
   }
   int recover = s->retry != NULL && s->state == CLINK_CLIENT_CONNECTED;
@@ -586,9 +604,9 @@ void clink__session_process_exited(clink__session *s, uint64_t now) {
   } else {
     clink__sess_set_state(s, CLINK_CLIENT_ERROR);
   }
-  clink__ctl_fail_all(&s->ctl, CLINK_EEXITED);
-  if (turn) clink__sess_turn_done(s, turn, turn_status, NULL, now);
-  if (!recover) clink__sess_fail_queue(s, CLINK_EEXITED, now);
+  clink__ctl_fail_all(&s->ctl, cause);
+  if (turn) clink__sess_turn_done(s, turn, cause, NULL, now);
+  if (!recover) clink__sess_fail_queue(s, cause, now);
 }
 
 /* ------------------------------------------------------------ close */

@@ -182,6 +182,15 @@ static int v_value(vcur *c, size_t depth) {
   }
 }
 
+int clink__json_array_valid(const char *line, size_t len) {
+  if (line == NULL) return 0;
+  vcur c = {(const unsigned char *)line, (const unsigned char *)line + len};
+  v_ws(&c);
+  if (c.p >= c.end || *c.p != '[' || !v_array(&c, 0)) return 0;
+  v_ws(&c);
+  return c.p == c.end;
+}
+
 int clink__json_object_valid(const char *line, size_t len) {
   if (line == NULL) return 0;
   vcur c = {(const unsigned char *)line, (const unsigned char *)line + len};

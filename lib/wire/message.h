@@ -92,5 +92,7 @@ const char *clink__msg_response_subtype(const clink_msg *m);
  * tell UV_ENOMEM from CLINK_EBAD_JSON. May be stricter than cJSON, never
  * laxer. */
 int clink__json_object_valid(const char *line, size_t len);
+/* The same for one JSON array. */
+int clink__json_array_valid(const char *line, size_t len);
 
 #endif
