@@ -117,7 +117,7 @@ typedef struct fixture {
 
   /* pool */
   clink_pool *pool;
-  int pool_closed, acquired, released, release_rc[2];
+  int pool_closed, acquired, released, release_rc[2], in_use_both;
   int member_pid[2];
   clink_client *member[2];
   clink_pool_stats ps;
@@ -1334,15 +1334,19 @@ static void on_pool_closed(clink_pool *pool, void *ud) {
   f->pool = NULL;
 }
 
-/* A member's turn ended: give it back; after both, read the stats and shut
- * the pool down. */
+/* A member's turn ended. Both members stay checked out until both turns
+ * ended (so the second acquire cannot be served by the first member coming
+ * back): then both go back, the stats are read, the pool shuts down. */
 static void on_member_done(clink_client *c, int status, const clink_msg *result, void *ud) {
+  (void)c;
   turn_rec *t = ud;
   if (F.tearing_down) return;
   record_done(t, status, result);
-  int i = (int)(t - F.turns);
-  F.release_rc[i] = clink_pool_release(F.pool, c);
-  if (++F.released < 2) return;
+  if (!F.turns[0].done || !F.turns[1].done) return;
+  for (int i = 0; i < 2; i++) {
+    F.release_rc[i] = clink_pool_release(F.pool, F.member[i]);
+    F.released++;
+  }
   F.ps.struct_size = sizeof(F.ps);
   ck_assert_int_eq(clink_pool_get_stats(F.pool, &F.ps), 0);
   ck_assert_int_eq(clink_pool_shutdown(F.pool, CLINK_POOL_DRAIN, on_pool_closed, &F), 0);
@@ -1350,7 +1354,6 @@ static void on_member_done(clink_client *c, int status, const clink_msg *result,
 
 static void on_acquired(clink_pool *pool, int status, clink_client *c, uint64_t retry_after_ms,
                         void *ud) {
-  (void)pool;
   (void)retry_after_ms;
   turn_rec *t = ud;
   int i = (int)(t - F.turns);
@@ -1358,6 +1361,12 @@ static void on_acquired(clink_pool *pool, int status, clink_client *c, uint64_t 
   ck_assert_msg(status == 0, "acquire %d: %s", i, clink_err_name(status));
   F.member[i] = c;
   F.member_pid[i] = clink_client_pid(c);
+  if (F.acquired == 2) { /* both checked out at once */
+    clink_pool_stats s;
+    s.struct_size = sizeof(s);
+    ck_assert_int_eq(clink_pool_get_stats(pool, &s), 0);
+    F.in_use_both = (int)s.in_use;
+  }
   t->t_query = uv_hrtime();
   ck_assert_int_eq(clink_client_query(c, t->prompt, on_message, on_member_done, t), 0);
 }
@@ -1393,6 +1402,7 @@ START_TEST(pool_of_real_members) {
   ck_assert_ptr_ne(F.member[0], F.member[1]);
   ck_assert_int_ne(F.member_pid[0], F.member_pid[1]);
   /* two concurrent turns on two processes, nothing more spawned */
+  ck_assert_int_eq(F.in_use_both, 2);
   ck_assert_uint_eq(F.ps.created, 2);
   ck_assert_uint_eq(F.ps.acquired, 2);
   ck_assert_uint_eq(F.ps.size, 2);
