@@ -4,13 +4,15 @@
 # stdout line.  Idempotent: does nothing if the cached binary already reports
 # the pinned version.  Only the npm registry is contacted.
 #
-#   tests/real-cli/install.sh            -> /root/.cache/claudelink/claude-code-2.1.197/.../claude
+#   tests/real-cli/install.sh            -> /root/.cache/claudelink/claude-code-2.1.332/.../claude
+#   CLINK_CLAUDE_CODE_VERSION=2.1.197 tests/real-cli/install.sh   (the previous pin; still passes)
 #
-# Env: CLINK_CLAUDE_CODE_VERSION (default 2.1.197, see real-cli.md §1)
+# Env: CLINK_CLAUDE_CODE_VERSION (default 2.1.332, the current release when pinned; see
+#                                 real-cli.md §1 for 2.1.197 and tests/real-cli/VERSIONS.md)
 #      CLINK_CACHE_DIR           (default $HOME/.cache/claudelink)
 set -euo pipefail
 
-VERSION="${CLINK_CLAUDE_CODE_VERSION:-2.1.197}"
+VERSION="${CLINK_CLAUDE_CODE_VERSION:-2.1.332}"
 CACHE="${CLINK_CACHE_DIR:-$HOME/.cache/claudelink}"
 DEST="$CACHE/claude-code-$VERSION"
 

@@ -14,7 +14,7 @@
 #     --keep                   keep the temp dir (HOME, cwd, logs)
 #   Env: CLAUDE_BIN (default: last line of tests/real-cli/install.sh)
 #
-# Nothing but 127.0.0.1 is contacted: fresh HOME, a minimal env (no proxies, no host
+# Nothing but 127.0.0.1 is contacted: fresh HOME and TMPDIR, a minimal env (no proxies, no host
 # ANTHROPIC_* vars), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC/DISABLE_* set (real-cli.md §2, §9).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -42,8 +42,9 @@ a = ap.parse_args()
 prompts = a.prompt or ["hello"]
 
 tmp = tempfile.mkdtemp(prefix="clink-run-turn.")
-home, cwd = os.path.join(tmp, "home"), os.path.join(tmp, "cwd")
-os.makedirs(home); os.makedirs(cwd)
+home, cwd, ctmp = (os.path.join(tmp, d) for d in ("home", "cwd", "tmp"))
+for d in (home, cwd, ctmp):
+    os.makedirs(d)
 log = a.log or os.path.join(tmp, "requests.jsonl")
 
 # 1. stub, with a pipe on stdin: it exits when we do.
@@ -56,7 +57,10 @@ env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME
        "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % port, "ANTHROPIC_API_KEY": "sk-test-dummy",
        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
        "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": a.retries,
-       "CLAUDE_CODE_ENTRYPOINT": "sdk-py", "NO_PROXY": "127.0.0.1"}
+       "CLAUDE_CODE_ENTRYPOINT": "sdk-py", "NO_PROXY": "127.0.0.1",
+       # The CLI keeps per-cwd task folders (claude-<uid>/) and, since 2.1.332, a
+       # messaging socket (cc-socks/<pid>.sock, left behind when it is killed) in TMPDIR.
+       "TMPDIR": ctmp}
 argv = [os.environ["CLAUDE_BIN"], "--output-format", "stream-json", "--verbose",
         "--input-format", "stream-json"] + a.extra
 t0 = time.monotonic()
@@ -172,9 +176,10 @@ with open(log) as f:
         r = json.loads(line)
         body = r.get("body") or {}
         msgs = body.get("messages") or []
-        print("  %-4s %-24s step=%s stream=%s messages=%d roles=%s" % (
-            r["method"], r["path"], r.get("step", "-"), r.get("stream", "-"), len(msgs),
-            ",".join(m.get("role", "?") for m in msgs)))
+        print("  %-4s %-24s step=%s stream=%s model=%s messages=%d roles=%s%s" % (
+            r["method"], r["path"], r.get("step", "-"), r.get("stream", "-"),
+            body.get("model", "-"), len(msgs), ",".join(m.get("role", "?") for m in msgs),
+            "  (%s)" % r["side"] if r.get("side") else ""))
 if a.keep:
     print("kept:", tmp)
 else:

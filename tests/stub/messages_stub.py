@@ -16,9 +16,12 @@ the next step; the last step repeats.  Step kinds:
   {"error": 500, "message": "...", "retry_after": 3}
                                           400/401/403/404/413/429/500/529 + JSON error body
   {"hold_ms": 2000, "text": "slow reply"} stream the first delta, wait, then finish
-Without --script every request gets the echo step.
+Without --script every request gets the echo step.  A model check (max_tokens 1, no tools,
+not streamed: what set_model sends in newer CLIs) gets "ok" and consumes no step; it is logged
+with "step": null and "side": "model_check".
 
---log FILE appends one JSON line per request: {"ts","method","path","step","stream","body"}.
+--log FILE appends one JSON line per request: {"ts","method","path","step","stream","headers","body"}
+(headers: lower-case names; x-api-key and authorization are redacted).
 The server exits on SIGTERM/SIGINT/SIGHUP, and when stdin reaches EOF if stdin is a pipe
 or socket (so a parent that spawned it with a stdin pipe stops it by closing the pipe).
 """
@@ -91,6 +94,14 @@ class Stub:
             f.write(line)
 
 
+def is_model_check(body):
+    """A side request that is not a model call of a turn: 2.1.332 (not 2.1.197) checks the
+    model named by a set_model control request with a one-token call (max_tokens 1, no
+    tools, not streamed, the single user message "Hi") before it answers the request."""
+    return (isinstance(body, dict) and body.get("max_tokens") == 1 and not body.get("tools")
+            and not body.get("stream"))
+
+
 def build_message(step, body):
     """The assistant message (full content) for a non-error step."""
     blocks = []
@@ -133,15 +144,21 @@ class Handler(BaseHTTPRequestHandler):
         if self.verbose:
             sys.stderr.write("stub: " + (fmt % args) + "\n")
 
+    def logged_headers(self):
+        return {k.lower(): ("<redacted>" if k.lower() in ("x-api-key", "authorization") else v)
+                for k, v in self.headers.items()}
+
     def do_HEAD(self):
-        self.stub.log({"ts": time.time(), "method": "HEAD", "path": self.path, "body": None})
+        self.stub.log({"ts": time.time(), "method": "HEAD", "path": self.path,
+                       "headers": self.logged_headers(), "body": None})
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
     def do_GET(self):
-        self.stub.log({"ts": time.time(), "method": "GET", "path": self.path, "body": None})
+        self.stub.log({"ts": time.time(), "method": "GET", "path": self.path,
+                       "headers": self.logged_headers(), "body": None})
         self.send_json(200, {"ok": True})
 
     def do_POST(self):
@@ -153,12 +170,20 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
         if urlsplit(self.path).path != "/v1/messages":
-            self.stub.log({"ts": time.time(), "method": "POST", "path": self.path, "body": body})
+            self.stub.log({"ts": time.time(), "method": "POST", "path": self.path,
+                           "headers": self.logged_headers(), "body": body})
             return self.send_error_body(404, {"error": 404})
         stream = bool(isinstance(body, dict) and body.get("stream"))
+        if is_model_check(body):
+            # Not a turn: answered at once, no script step consumed.
+            self.stub.log({"ts": time.time(), "method": "POST", "path": self.path, "step": None,
+                           "side": "model_check", "stream": stream,
+                           "headers": self.logged_headers(), "body": body})
+            msg = build_message({"text": "ok"}, body)
+            return self.send_sse(msg, 0) if stream else self.send_json(200, msg)
         idx, step = self.stub.next_step()
         self.stub.log({"ts": time.time(), "method": "POST", "path": self.path, "step": idx,
-                       "stream": stream, "body": body})
+                       "stream": stream, "headers": self.logged_headers(), "body": body})
         try:
             if "error" in step:
                 self.send_error_body(int(step["error"]), step)
