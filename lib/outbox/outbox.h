@@ -38,7 +38,6 @@ typedef struct ob_req {
   int64_t id;
   uint32_t attempt;
   int err;
-  char *text; /* response or error text */
   uint64_t due_ms;
   size_t max; /* lease: how many */
   /* Lease results. */

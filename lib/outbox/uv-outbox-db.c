@@ -20,7 +20,6 @@ void clink__ob_req_free(ob_req *r) {
   clink__free(r->rows);
   clink__free(r->dead_ids);
   clink__free(r->msg);
-  clink__free(r->text);
   clink__free(r);
 }
 
@@ -81,11 +80,12 @@ static int run_write(clink_outbox *ob, ob_req *r, uint64_t now) {
       return vt->lease(s, r->max, ob->cfg.lease_ms, now, r->rows, &r->n_rows, &r->next_ms);
     }
     case OB_COMPLETE:
-      return vt->complete(s, r->id, r->attempt, r->text, now, &r->outcome);
+      return vt->complete(s, r->id, r->attempt, r->msg->response, now, &r->outcome);
     case OB_RESCHEDULE:
-      return vt->reschedule(s, r->id, r->attempt, r->err, r->text, r->due_ms, now, &r->outcome);
+      return vt->reschedule(s, r->id, r->attempt, r->err, r->msg->error_text, r->due_ms, now,
+                            &r->outcome);
     case OB_DEAD:
-      return vt->dead_letter(s, r->id, r->attempt, r->err, r->text, now, &r->outcome);
+      return vt->dead_letter(s, r->id, r->attempt, r->err, r->msg->error_text, now, &r->outcome);
     case OB_RELEASE:
       return vt->release(s, r->id, r->attempt, now, &r->outcome);
     default:
