@@ -8,8 +8,10 @@
  * open, changed by each transaction's writes when it commits, and counted
  * again whenever PRAGMA data_version says another connection (another
  * process on the same file) committed. Pure. */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "base/internal.h"
 #include "base/deadline.h"
@@ -271,6 +273,29 @@ static int open_db(clink__ob_store *s, const char *path) {
   return sync_counts(s);
 }
 
+/* SQLite reports a file it cannot create with the errno of its last try
+ * (often ENOENT from a read-only fallback); the directory tells the truth. */
+static int explain_cantopen(clink__ob_store *s, const char *path, int r) {
+  char dirpath[4096];
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) {
+    snprintf(dirpath, sizeof(dirpath), ".");
+  } else {
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof(dirpath)) return r;
+    memcpy(dirpath, path, n);
+    dirpath[n] = '\0';
+    if (n == 0) snprintf(dirpath, sizeof(dirpath), "/");
+  }
+  if (access(dirpath, W_OK | X_OK) == 0) return r;
+  int e = errno;
+  char text[256];
+  snprintf(text, sizeof(text), "%.100s: directory %.80s is not writable: %.30s", s->err,
+           dirpath, strerror(e));
+  memcpy(s->err, text, sizeof(s->err));
+  return -e;
+}
+
 static int st_open(clink__ob_store **out, const char *path, uint64_t now_ms, char *err,
                    size_t err_len) {
   *out = NULL;
@@ -280,6 +305,8 @@ static int st_open(clink__ob_store **out, const char *path, uint64_t now_ms, cha
     return UV_ENOMEM;
   }
   int r = open_db(s, path);
+  if (r != 0 && s->db != NULL && (sqlite3_errcode(s->db) & 0xff) == SQLITE_CANTOPEN)
+    r = explain_cantopen(s, path, r);
   if (r != 0) {
     snprintf(err, err_len, "%s", s->err);
     st_close(s);
