@@ -162,6 +162,8 @@ START_TEST(store_every_state) {
   ck_assert_int_eq(rows[0]->state, CLINK_OUTBOX_LEASED);
   ck_assert_uint_eq(rows[0]->attempts, 1);
   ck_assert_uint_eq(rows[0]->lease_until_ms, 2500);
+  free(rows[0]);
+  free(rows[1]);
   expect_counts(s, 0, 2, 0, 0);
 
   ck_assert_int_eq(outcome(s, OUT_COMPLETE, a, 1, 0, 2100), 1);
