@@ -276,6 +276,15 @@ static void on_async(uv_async_t *a) {
 
 /* ------------------------------------------------------------------ API */
 
+/* The store behind clink_outbox_open(); NULL when built without one. */
+static const clink__ob_store_vt *default_store(void) {
+#ifdef CLINK__HAVE_SQLITE
+  return &clink__ob_store_sqlite;
+#else
+  return NULL;
+#endif
+}
+
 /* Frees an outbox whose open failed before the thread started (no user
  * callback: open returned the error). */
 static void on_early_closed(uv_handle_t *h) {
@@ -294,12 +303,8 @@ int clink_outbox_open(clink_outbox **out, uv_loop_t *loop, const char *path,
   if (out == NULL) return UV_EINVAL;
   *out = NULL;
   if (loop == NULL || path == NULL || *path == '\0') return UV_EINVAL;
-#ifndef CLINK__HAVE_SQLITE
-  (void)cfg;
-  (void)cb;
-  (void)ud;
-  return UV_ENOTSUP;
-#else
+  const clink__ob_store_vt *store = default_store();
+  if (store == NULL) return UV_ENOTSUP;
   clink_outbox *ob = clink__calloc(1, sizeof(*ob));
   if (ob == NULL) return UV_ENOMEM;
   clink_outbox_config *defaults = NULL;
@@ -322,7 +327,7 @@ int clink_outbox_open(clink_outbox **out, uv_loop_t *loop, const char *path,
     return rc;
   }
   ob->loop = loop;
-  ob->vt = &clink__ob_store_sqlite;
+  ob->vt = store;
   ob->open_cb = cb;
   ob->open_ud = ud;
   if ((rc = uv_async_init(loop, &ob->async, on_async)) != 0) {
@@ -349,7 +354,6 @@ int clink_outbox_open(clink_outbox **out, uv_loop_t *loop, const char *path,
   ob->thread_running = 1;
   *out = ob;
   return 0;
-#endif
 }
 
 int clink_outbox_enqueue(clink_outbox *ob, const char *prompt, const char *operation,
