@@ -982,8 +982,9 @@ CLINK_EXTERN int clink_outbox_get(clink_outbox *ob, int64_t id, clink_outbox_get
 CLINK_EXTERN int clink_outbox_set_deliver(clink_outbox *ob, clink_outbox_deliver_fn fn,
                                           void *ud);
 /* Delivers through a pool (borrowed: it must outlive the outbox): acquire
- * (with the message's session id), one turn with the prompt, the assistant
- * text (else the result text) as the response, release. */
+ * (a message's session id asks the pool for that CLI conversation, resumed
+ * if needed), one turn with the prompt, the assistant text (else the result
+ * text) as the response, release. A failed turn is a failed attempt. */
 CLINK_EXTERN int clink_outbox_deliver_via_pool(clink_outbox *ob, clink_pool *pool);
 /* Called after each attempt's outcome is durable (see the typedef). */
 CLINK_EXTERN void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_report_cb cb,
@@ -992,8 +993,9 @@ CLINK_EXTERN void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_repo
  * storage warnings, each from the loop once durable. */
 CLINK_EXTERN void clink_outbox_set_event_cb(clink_outbox *ob, clink_outbox_event_cb cb,
                                             void *ud);
-/* Starts leasing and delivering (UV_EINVAL without a deliver function). While
- * started, the outbox keeps the loop alive. */
+/* Starts leasing and delivering (UV_EINVAL without a deliver function).
+ * While started with poll_ms > 0 (the default) the outbox keeps the loop
+ * alive; stop or close it to let the loop end. */
 CLINK_EXTERN int clink_outbox_start(clink_outbox *ob);
 /* Stops leasing; attempts in flight still finish. */
 CLINK_EXTERN int clink_outbox_stop(clink_outbox *ob);
@@ -1007,23 +1009,35 @@ CLINK_EXTERN int clink_outbox_delivery_done(clink_outbox_delivery *d, int status
                                             const char *response);
 
 /* Message fields. Strings live as long as the message; NULL when absent. */
+/* The id enqueue acknowledged (ids are never reused). */
 CLINK_EXTERN int64_t clink_outbox_msg_id(const clink_outbox_msg *msg);
+/* PENDING, LEASED, DELIVERED or DEAD (as of the read or the report). */
 CLINK_EXTERN clink_outbox_state clink_outbox_msg_state(const clink_outbox_msg *msg);
+/* The prompt, as enqueued. */
 CLINK_EXTERN const char *clink_outbox_msg_prompt(const clink_outbox_msg *msg);
+/* The operation name ("chat" unless given). */
 CLINK_EXTERN const char *clink_outbox_msg_operation(const clink_outbox_msg *msg);
+/* The session id that orders delivery (and picks the pool member). */
 CLINK_EXTERN const char *clink_outbox_msg_session_id(const clink_outbox_msg *msg);
+/* The idempotency key: it travels with every attempt, so a receiver can
+ * drop the duplicates that at-least-once delivery allows. */
 CLINK_EXTERN const char *clink_outbox_msg_key(const clink_outbox_msg *msg);
+/* The metadata JSON text, as enqueued. */
 CLINK_EXTERN const char *clink_outbox_msg_metadata(const clink_outbox_msg *msg);
 /* The stored answer of a DELIVERED message. */
 CLINK_EXTERN const char *clink_outbox_msg_response(const clink_outbox_msg *msg);
 /* Attempts started so far (1 during the first). */
 CLINK_EXTERN unsigned int clink_outbox_msg_attempts(const clink_outbox_msg *msg);
-/* The last failed attempt's error code (0 if none) and text. */
+/* The last failed attempt's error code (0 if none; UV_ETIMEDOUT for a lost
+ * lease). */
 CLINK_EXTERN int clink_outbox_msg_last_error(const clink_outbox_msg *msg);
+/* The last failed attempt's text (the deliverer's, or "lease expired"). */
 CLINK_EXTERN const char *clink_outbox_msg_last_error_text(const clink_outbox_msg *msg);
-/* Wall-clock ms: enqueued, last changed, next attempt due (PENDING). */
+/* Wall-clock ms when the message was enqueued. */
 CLINK_EXTERN uint64_t clink_outbox_msg_created_ms(const clink_outbox_msg *msg);
+/* Wall-clock ms of its last change. */
 CLINK_EXTERN uint64_t clink_outbox_msg_updated_ms(const clink_outbox_msg *msg);
+/* Wall-clock ms when its next attempt is due (PENDING). */
 CLINK_EXTERN uint64_t clink_outbox_msg_due_ms(const clink_outbox_msg *msg);
 
 /* Figures. The first five are the database's (every process writing the
