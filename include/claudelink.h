@@ -75,7 +75,11 @@ extern "C" {
   XX(INTERRUPTED, -20018, "turn interrupted")                                 \
   XX(BUDGET_EXHAUSTED, -20019, "retry budget exhausted")                     \
   XX(POOL_TIMEOUT, -20020, "timed out waiting for a pooled session")         \
-  XX(TURN_STALLED, -20021, "the CLI stopped answering in the middle of a turn")
+  XX(TURN_STALLED, -20021, "the CLI stopped answering in the middle of a turn") \
+  XX(OUTBOX_FULL, -20022, "outbox full")                                       \
+  XX(STORE_IO, -20023, "outbox storage error")                                 \
+  XX(STORE_CORRUPT, -20024, "outbox database is corrupt or not a database")    \
+  XX(STORE_VERSION, -20025, "outbox database schema is newer than this library")
 
 typedef enum clink_errno {
 #define CLINK__ERR_ENUM(name, value, msg) CLINK_E##name = value,
@@ -108,6 +112,10 @@ typedef struct clink_breaker_config clink_breaker_config;
 typedef struct clink_breaker_registry clink_breaker_registry;
 typedef struct clink_pool clink_pool;                 /* pre-warmed clients */
 typedef struct clink_pool_config clink_pool_config;
+typedef struct clink_outbox clink_outbox;             /* durable outbox */
+typedef struct clink_outbox_config clink_outbox_config;
+typedef struct clink_outbox_msg clink_outbox_msg;     /* one stored message */
+typedef struct clink_outbox_delivery clink_outbox_delivery; /* one attempt */
 
 /* --------------------------------------------------------------- version */
 
@@ -924,6 +932,205 @@ typedef struct clink_pool_stats {
 } clink_pool_stats;
 /* out->struct_size must be set by the caller. */
 CLINK_EXTERN int clink_pool_get_stats(const clink_pool *pool, clink_pool_stats *out);
+
+/* ---------------------------------------------------------------- outbox */
+
+/* A durable outbox: messages are persisted (SQLite, WAL, synchronous=FULL)
+ * and acknowledged only once their commit is durable, then delivered
+ * at-least-once by a host "deliver" function (or through a pool), in order
+ * per session id and concurrently across sessions. A failed attempt is
+ * retried with backoff; after max attempts the message is dead-lettered with
+ * its last error. A delivery is leased: if the host dies mid-delivery the
+ * lease expires and the message becomes deliverable again (the idempotency
+ * key travels with it).
+ *
+ * The database runs on a thread of its own: the loop never waits for an
+ * fsync. Enqueues that arrive together share one transaction (group commit).
+ * Timestamps are wall-clock milliseconds (leases are shared between the
+ * processes that open one file). Built without SQLite (meson -Doutbox=disabled)
+ * clink_outbox_open() returns UV_ENOTSUP. */
+
+typedef enum clink_outbox_state {
+  CLINK_OUTBOX_PENDING = 0,   /* waiting for its (next) attempt */
+  CLINK_OUTBOX_LEASED = 1,    /* an attempt is running (in flight) */
+  CLINK_OUTBOX_DELIVERED = 2, /* done; the response is stored */
+  CLINK_OUTBOX_DEAD = 3       /* dead-lettered after max attempts */
+} clink_outbox_state;
+
+/* Defaults (each can be changed on the config object). */
+#define CLINK_OUTBOX_DEFAULT_MAX_MESSAGES 100000 /* undelivered messages */
+#define CLINK_OUTBOX_DEFAULT_MAX_ATTEMPTS 6
+#define CLINK_OUTBOX_DEFAULT_LEASE_MS 600000
+#define CLINK_OUTBOX_DEFAULT_CONCURRENCY 16
+#define CLINK_OUTBOX_DEFAULT_BATCH 1024
+#define CLINK_OUTBOX_DEFAULT_MAX_QUEUED 65536
+#define CLINK_OUTBOX_DEFAULT_POLL_MS 1000
+
+/* "PENDING", ...; "UNKNOWN" for values outside the enum. */
+CLINK_EXTERN const char *clink_outbox_state_name(clink_outbox_state state);
+
+/* A config with every default; free it with clink_outbox_config_free(). */
+CLINK_EXTERN int clink_outbox_config_new(clink_outbox_config **out);
+/* Frees a config (NULL is a no-op). */
+CLINK_EXTERN void clink_outbox_config_free(clink_outbox_config *cfg);
+/* Bound on undelivered (pending + leased) messages; past it enqueue fails
+ * with CLINK_EOUTBOX_FULL. 0 is UV_EINVAL. */
+CLINK_EXTERN int clink_outbox_config_set_max_messages(clink_outbox_config *cfg, uint64_t n);
+/* Attempts before a message is dead-lettered (>= 1). */
+CLINK_EXTERN int clink_outbox_config_set_max_attempts(clink_outbox_config *cfg,
+                                                      unsigned int attempts);
+/* How long an attempt may run before its message is deliverable again. */
+CLINK_EXTERN int clink_outbox_config_set_lease_ms(clink_outbox_config *cfg, uint64_t ms);
+/* Delays between attempts: retry n waits the policy's delay n (its own
+ * attempt limit, deadline and budget are ignored: max attempts decides).
+ * Copied; NULL restores the default schedule 1, 2, 5, 10, 30, 60 s. */
+CLINK_EXTERN int clink_outbox_config_set_backoff(clink_outbox_config *cfg,
+                                                 const clink_retry_policy *policy);
+/* Deliveries in flight at once across sessions (>= 1). */
+CLINK_EXTERN int clink_outbox_config_set_concurrency(clink_outbox_config *cfg,
+                                                     unsigned int max_in_flight);
+/* Group commit: at most max_batch requests per transaction (1 = one
+ * transaction each); the database thread waits up to max_wait_ms for more to
+ * arrive before committing (0 = commit what is queued now). */
+CLINK_EXTERN int clink_outbox_config_set_group_commit(clink_outbox_config *cfg,
+                                                      unsigned int max_batch,
+                                                      uint64_t max_wait_ms);
+/* Bound on host requests (enqueue, get) waiting for the database thread;
+ * past it they fail with CLINK_EQUEUE_FULL. >= 1. */
+CLINK_EXTERN int clink_outbox_config_set_max_queued(clink_outbox_config *cfg, unsigned int n);
+/* While delivering, look for work written by other processes (and expired
+ * leases) at least this often; 0 = only when this process has reason to. */
+CLINK_EXTERN int clink_outbox_config_set_poll_ms(clink_outbox_config *cfg, uint64_t ms);
+
+/* Opened (status 0), or why not: CLINK_ESTORE_CORRUPT (not an SQLite file,
+ * or damaged), CLINK_ESTORE_VERSION (written by a newer library), UV_EACCES,
+ * UV_EROFS, UV_ENOSPC, CLINK_ESTORE_IO...; see clink_outbox_last_error().
+ * A failed outbox must still be closed (legal from here). */
+typedef void (*clink_outbox_open_cb)(clink_outbox *ob, int status, void *ud);
+/* status 0: the message is durable; id is its id (the earlier message's id
+ * when its idempotency key was already there). Else CLINK_EOUTBOX_FULL, a
+ * storage error (nothing was stored), or the open error. */
+typedef void (*clink_outbox_enqueue_cb)(clink_outbox *ob, int status, int64_t id, void *ud);
+/* A read-back: status 0 with msg (borrowed until return), or UV_ENOENT. */
+typedef void (*clink_outbox_get_cb)(clink_outbox *ob, int status, const clink_outbox_msg *msg,
+                                    void *ud);
+/* Hands one attempt to the host; finish it exactly once with
+ * clink_outbox_delivery_done(), now or later. */
+typedef void (*clink_outbox_deliver_fn)(clink_outbox *ob, clink_outbox_delivery *d, void *ud);
+/* The outcome of an attempt is durable: msg (borrowed) is DELIVERED (its
+ * response set), PENDING (will be retried; last error set) or DEAD. */
+typedef void (*clink_outbox_report_cb)(clink_outbox *ob, const clink_outbox_msg *msg, void *ud);
+/* A structured event: level "info", "warning" or "error"; name such as
+ * "message_queued", "message_delivered", "message_dead_lettered"; fields a
+ * JSON object text (borrowed). */
+typedef void (*clink_outbox_event_cb)(clink_outbox *ob, const char *level, const char *name,
+                                      const char *fields_json, void *ud);
+typedef void (*clink_outbox_close_cb)(clink_outbox *ob, void *ud);
+
+/* Opens (creating if needed) the outbox database at path on the database
+ * thread; cb runs from the loop. cfg may be NULL (defaults); it is copied.
+ * Requests made before cb runs wait behind the open. */
+CLINK_EXTERN int clink_outbox_open(clink_outbox **out, uv_loop_t *loop, const char *path,
+                                   const clink_outbox_config *cfg, clink_outbox_open_cb cb,
+                                   void *ud);
+/* Persists one message. prompt is required; operation NULL = "chat";
+ * session_id (NULL = none) orders delivery and asks the pool for that
+ * conversation; key (NULL = none) is the idempotency key; metadata_json a
+ * JSON text or NULL. cb runs once the commit is durable. UV_EINVAL (bad
+ * input), CLINK_EQUEUE_FULL, CLINK_ECLOSING. */
+CLINK_EXTERN int clink_outbox_enqueue(clink_outbox *ob, const char *prompt,
+                                      const char *operation, const char *session_id,
+                                      const char *key, const char *metadata_json,
+                                      clink_outbox_enqueue_cb cb, void *ud);
+/* Reads a message back by id. */
+CLINK_EXTERN int clink_outbox_get(clink_outbox *ob, int64_t id, clink_outbox_get_cb cb,
+                                  void *ud);
+/* The function that delivers (replaces any earlier one, also the pool's). */
+CLINK_EXTERN int clink_outbox_set_deliver(clink_outbox *ob, clink_outbox_deliver_fn fn,
+                                          void *ud);
+/* Delivers through a pool (borrowed: it must outlive the outbox): acquire
+ * (a message's session id asks the pool for that CLI conversation, resumed
+ * if needed), one turn with the prompt, the assistant text (else the result
+ * text) as the response, release. A failed turn is a failed attempt. */
+CLINK_EXTERN int clink_outbox_deliver_via_pool(clink_outbox *ob, clink_pool *pool);
+/* Called after each attempt's outcome is durable (see the typedef). */
+CLINK_EXTERN void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_report_cb cb,
+                                             void *ud);
+/* Events message_queued, message_delivered, message_dead_lettered and
+ * storage warnings, each from the loop once durable. */
+CLINK_EXTERN void clink_outbox_set_event_cb(clink_outbox *ob, clink_outbox_event_cb cb,
+                                            void *ud);
+/* Starts leasing and delivering (UV_EINVAL without a deliver function).
+ * While started with poll_ms > 0 (the default) the outbox keeps the loop
+ * alive; stop or close it to let the loop end. */
+CLINK_EXTERN int clink_outbox_start(clink_outbox *ob);
+/* Stops leasing; attempts in flight still finish. */
+CLINK_EXTERN int clink_outbox_stop(clink_outbox *ob);
+
+/* The message of an attempt (borrowed until clink_outbox_delivery_done()). */
+CLINK_EXTERN const clink_outbox_msg *clink_outbox_delivery_msg(const clink_outbox_delivery *d);
+/* Finishes an attempt, exactly once; d is freed. status 0: delivered, with
+ * response (may be NULL); negative: failed, response is the error text (may
+ * be NULL); the message is retried after backoff or dead-lettered. */
+CLINK_EXTERN int clink_outbox_delivery_done(clink_outbox_delivery *d, int status,
+                                            const char *response);
+
+/* Message fields. Strings live as long as the message; NULL when absent. */
+/* The id enqueue acknowledged (ids are never reused). */
+CLINK_EXTERN int64_t clink_outbox_msg_id(const clink_outbox_msg *msg);
+/* PENDING, LEASED, DELIVERED or DEAD (as of the read or the report). */
+CLINK_EXTERN clink_outbox_state clink_outbox_msg_state(const clink_outbox_msg *msg);
+/* The prompt, as enqueued. */
+CLINK_EXTERN const char *clink_outbox_msg_prompt(const clink_outbox_msg *msg);
+/* The operation name ("chat" unless given). */
+CLINK_EXTERN const char *clink_outbox_msg_operation(const clink_outbox_msg *msg);
+/* The session id that orders delivery (and picks the pool member). */
+CLINK_EXTERN const char *clink_outbox_msg_session_id(const clink_outbox_msg *msg);
+/* The idempotency key: it travels with every attempt, so a receiver can
+ * drop the duplicates that at-least-once delivery allows. */
+CLINK_EXTERN const char *clink_outbox_msg_key(const clink_outbox_msg *msg);
+/* The metadata JSON text, as enqueued. */
+CLINK_EXTERN const char *clink_outbox_msg_metadata(const clink_outbox_msg *msg);
+/* The stored answer of a DELIVERED message. */
+CLINK_EXTERN const char *clink_outbox_msg_response(const clink_outbox_msg *msg);
+/* Attempts started so far (1 during the first). */
+CLINK_EXTERN unsigned int clink_outbox_msg_attempts(const clink_outbox_msg *msg);
+/* The last failed attempt's error code (0 if none; UV_ETIMEDOUT for a lost
+ * lease). */
+CLINK_EXTERN int clink_outbox_msg_last_error(const clink_outbox_msg *msg);
+/* The last failed attempt's text (the deliverer's, or "lease expired"). */
+CLINK_EXTERN const char *clink_outbox_msg_last_error_text(const clink_outbox_msg *msg);
+/* Wall-clock ms when the message was enqueued. */
+CLINK_EXTERN uint64_t clink_outbox_msg_created_ms(const clink_outbox_msg *msg);
+/* Wall-clock ms of its last change. */
+CLINK_EXTERN uint64_t clink_outbox_msg_updated_ms(const clink_outbox_msg *msg);
+/* Wall-clock ms when its next attempt is due (PENDING). */
+CLINK_EXTERN uint64_t clink_outbox_msg_due_ms(const clink_outbox_msg *msg);
+
+/* Figures. The first five are the database's (every process writing the
+ * file), refreshed by the database thread after each batch; the rest are
+ * this outbox's own. */
+typedef struct clink_outbox_stats {
+  size_t struct_size;
+  uint64_t pending, in_flight, delivered, dead;
+  uint64_t oldest_pending_age_ms; /* 0 when nothing is pending */
+  uint64_t delivering;            /* attempts handed to the host, not finished */
+  uint64_t queued;                /* requests waiting for the database thread */
+  uint64_t enqueued, deliveries, failures, dead_lettered;
+  uint64_t transactions;          /* committed by this outbox */
+} clink_outbox_stats;
+/* out->struct_size must be set by the caller. */
+CLINK_EXTERN int clink_outbox_get_stats(const clink_outbox *ob, clink_outbox_stats *out);
+/* Text of the last storage error (SQLite's message); "" if none. Valid until
+ * the next call on the outbox. */
+CLINK_EXTERN const char *clink_outbox_last_error(const clink_outbox *ob);
+
+/* Stops leasing, waits for the attempts in flight to be finished, commits
+ * everything queued (their callbacks run with their real status), stops the
+ * database thread; cb runs once, from the loop, and the outbox is freed
+ * after it returns. Legal from any outbox callback. UV_EBUSY on a second
+ * call. */
+CLINK_EXTERN int clink_outbox_close(clink_outbox *ob, clink_outbox_close_cb cb, void *ud);
 
 #ifdef __cplusplus
 }
