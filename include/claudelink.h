@@ -112,6 +112,7 @@ typedef struct clink_breaker_config clink_breaker_config;
 typedef struct clink_breaker_registry clink_breaker_registry;
 typedef struct clink_pool clink_pool;                 /* pre-warmed clients */
 typedef struct clink_pool_config clink_pool_config;
+typedef struct clink_events clink_events;             /* structured event sink */
 typedef struct clink_outbox clink_outbox;             /* durable outbox */
 typedef struct clink_outbox_config clink_outbox_config;
 typedef struct clink_outbox_msg clink_outbox_msg;     /* one stored message */
@@ -456,6 +457,10 @@ typedef void (*clink_recovery_cb)(clink_client *client, clink_recovery_event eve
                                   unsigned int attempt, int err, uint64_t delay_ms, void *ud);
 CLINK_EXTERN void clink_client_set_recovery_cb(clink_client *client, clink_recovery_cb cb,
                                                void *ud);
+/* Structured events (borrowed sink, NULL: none; component "claude_client"):
+ * reconnection_scheduled / _attempt / _rejected / _succeeded / _failed,
+ * cli_exited (an exit the client did not ask for), turn_stalled. */
+CLINK_EXTERN void clink_client_set_events(clink_client *client, clink_events *sink);
 /* Recovery attempts go through this breaker (borrowed: it must outlive the
  * client); typically the registry's "claude_sdk". NULL = none. */
 CLINK_EXTERN void clink_client_set_breaker(clink_client *client, clink_breaker *breaker);
@@ -704,6 +709,11 @@ CLINK_EXTERN void clink_breaker_free(clink_breaker *breaker);
 CLINK_EXTERN const char *clink_breaker_name(const clink_breaker *breaker);
 CLINK_EXTERN void clink_breaker_set_event_cb(clink_breaker *breaker,
                                              clink_breaker_event_cb cb, void *ud);
+/* State changes also go to this event sink (borrowed; NULL: none), as the
+ * seed's circuit_breaker_opened / _closed / _half_open events (component
+ * "stability_monitor", fields circuit_name, failure_count, from_state,
+ * state); rejections as circuit_breaker_rejected (DEBUG). */
+CLINK_EXTERN void clink_breaker_set_events(clink_breaker *breaker, clink_events *sink);
 
 /* 0 with *permit set, or CLINK_ECIRCUIT_OPEN with *retry_after_ms (time
  * until a probe may be admitted; 0 when unknown, e.g. FORCED_OPEN or probes
@@ -757,6 +767,9 @@ CLINK_EXTERN void clink_breaker_registry_free(clink_breaker_registry *reg);
 CLINK_EXTERN int clink_breaker_registry_add(clink_breaker_registry *reg, const char *name,
                                             const clink_breaker_config *cfg,
                                             clink_breaker **out);
+/* Every breaker of the registry, now and added later, reports to sink. */
+CLINK_EXTERN void clink_breaker_registry_set_events(clink_breaker_registry *reg,
+                                                    clink_events *sink);
 /* NULL when absent. */
 CLINK_EXTERN clink_breaker *clink_breaker_registry_get(const clink_breaker_registry *reg,
                                                        const char *name);
@@ -897,6 +910,12 @@ CLINK_EXTERN int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_o
  * while it is open, acquires that would spawn fail at once with retry-after. */
 CLINK_EXTERN void clink_pool_set_breaker(clink_pool *pool, clink_breaker *breaker);
 CLINK_EXTERN void clink_pool_set_event_cb(clink_pool *pool, clink_pool_event_cb cb, void *ud);
+/* Structured events (borrowed sink; NULL: none; component "session_pool"):
+ * session_created, session_closed (detail: the reason), session_leak,
+ * session_replaced, session_create_failed, session_shutdown_timeout (a
+ * shutdown batch outlived its time), pool_shutdown. Members report to it
+ * too (see clink_client_set_events()). */
+CLINK_EXTERN void clink_pool_set_events(clink_pool *pool, clink_events *sink);
 
 /* Synchronous fast path: an idle healthy member now (0), or UV_EAGAIN. No
  * callback, no allocation. */
@@ -932,6 +951,95 @@ typedef struct clink_pool_stats {
 } clink_pool_stats;
 /* out->struct_size must be set by the caller. */
 CLINK_EXTERN int clink_pool_get_stats(const clink_pool *pool, clink_pool_stats *out);
+
+/* ---------------------------------------------------------------- events */
+
+/* One structured event sink for every object (client, pool, breakers,
+ * fallbacks, outbox, health monitor): level, event name, component and
+ * fields, as the seed's structured logs. Events are copied when they happen
+ * and delivered from the loop, in order, so the sink's callback may call any
+ * function of the library. Secrets never reach it: values of keys that name
+ * one (key, token, secret, password, authorization, cookie), API keys
+ * ("sk-ant-..."), bearer tokens and ANTHROPIC_* values are replaced by
+ * "[REDACTED]" when the event is made. */
+/* The levels of LOG_LEVEL (Python's logging names). */
+typedef enum clink_log_level {
+  CLINK_LOG_DEBUG = 10,
+  CLINK_LOG_INFO = 20,
+  CLINK_LOG_WARNING = 30,
+  CLINK_LOG_ERROR = 40,
+  CLINK_LOG_CRITICAL = 50
+} clink_log_level;
+
+typedef enum clink_field_kind {
+  CLINK_FIELD_STRING = 0,
+  CLINK_FIELD_INT = 1,
+  CLINK_FIELD_DOUBLE = 2,
+  CLINK_FIELD_BOOL = 3, /* i: 0 or 1 */
+  CLINK_FIELD_NULL = 4
+} clink_field_kind;
+
+typedef struct clink_event_field {
+  const char *key;
+  clink_field_kind kind;
+  const char *s; /* STRING */
+  int64_t i;     /* INT, BOOL */
+  double d;      /* DOUBLE */
+} clink_event_field;
+
+/* An event as delivered (borrowed until the callback returns). */
+typedef struct clink_event {
+  size_t struct_size;
+  uint64_t timestamp_ms; /* Unix time in ms, taken when it happened */
+  clink_log_level level;
+  const char *event;     /* "circuit_breaker_opened", ... */
+  const char *component; /* "stability_monitor", "pool", ... */
+  const clink_event_field *fields;
+  size_t n_fields;
+} clink_event;
+
+typedef void (*clink_event_cb)(clink_events *sink, const clink_event *ev, void *ud);
+typedef void (*clink_events_close_cb)(clink_events *sink, void *ud);
+
+#define CLINK_DEFAULT_EVENTS_PENDING 4096
+
+/* A sink on loop: level INFO, no callback, no writer. Its timer is unref'd:
+ * a sink alone never keeps the loop alive (pending events are delivered
+ * when the loop runs). */
+CLINK_EXTERN int clink_events_new(clink_events **out, uv_loop_t *loop);
+/* Events below level are dropped when they happen (no work at all). */
+CLINK_EXTERN int clink_events_set_level(clink_events *sink, clink_log_level level);
+CLINK_EXTERN clink_log_level clink_events_get_level(const clink_events *sink);
+/* Every event at or above the level goes to cb. */
+CLINK_EXTERN void clink_events_set_cb(clink_events *sink, clink_event_cb cb, void *ud);
+/* The ready JSON-lines writer: one object a line on fd (e.g. 2 for stderr),
+ * {"timestamp": ISO 8601 UTC, "level", "event", "component", ...fields};
+ * -1 turns it off. */
+CLINK_EXTERN int clink_events_set_jsonl_fd(clink_events *sink, int fd);
+/* Events waiting for the loop, at most (default CLINK_DEFAULT_EVENTS_PENDING,
+ * 0 is UV_EINVAL); more are dropped and counted. */
+CLINK_EXTERN int clink_events_set_max_pending(clink_events *sink, size_t n);
+/* Emits an event of the host's own (component NULL: "app"). Strings are
+ * copied. UV_ENOMEM, or CLINK_EQUEUE_FULL when too many wait (counted as
+ * dropped). */
+CLINK_EXTERN int clink_events_emit(clink_events *sink, clink_log_level level,
+                                   const char *component, const char *event,
+                                   const clink_event_field *fields, size_t n_fields);
+/* Events dropped so far (queue full, or out of memory). */
+CLINK_EXTERN uint64_t clink_events_dropped(const clink_events *sink);
+/* The JSON line of an event (no '\n'), to free with clink_free(). */
+CLINK_EXTERN int clink_event_to_json(const clink_event *ev, char **out);
+/* "INFO" -> CLINK_LOG_INFO (case-insensitive; WARN and FATAL too);
+ * UV_EINVAL for anything else. */
+CLINK_EXTERN int clink_log_level_parse(const char *name, clink_log_level *out);
+CLINK_EXTERN const char *clink_log_level_name(clink_log_level level);
+/* Delivers what is pending, then frees the sink; cb runs once, from the
+ * loop. Objects that hold the sink must be closed first (or have their sink
+ * set to NULL). */
+CLINK_EXTERN int clink_events_close(clink_events *sink, clink_events_close_cb cb, void *ud);
+
+/* Frees a buffer the library returned (rendering, JSON). NULL is fine. */
+CLINK_EXTERN void clink_free(void *p);
 
 /* ---------------------------------------------------------------- outbox */
 

@@ -1044,12 +1044,13 @@ START_TEST(p2c_prefers_the_healthier_member) {
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &b)), 0);
   run_turn(a, "x", 0);
   run_turn(b, "x", 0);
-  /* a fails 2 of 3 turns: a worse score (the fake makes "fail:" turns API
-   * errors); b runs as many turns, so only the error rate differs. */
-  run_turn(a, "fail:500", CLINK_ETURN_FAILED);
-  run_turn(a, "fail:500", CLINK_ETURN_FAILED);
-  run_turn(b, "x", 0);
-  run_turn(b, "x", 0);
+  /* a fails 8 of 9 turns: a far worse score (the fake makes "fail:" turns
+   * API errors); b runs as many turns, so their latency averages agree and
+   * the error rate decides. */
+  for (int i = 0; i < 8; i++) {
+    run_turn(a, "fail:500", CLINK_ETURN_FAILED);
+    run_turn(b, "x", 0);
+  }
   ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
   ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);
   for (int i = 0; i < 50; i++) {
@@ -1069,7 +1070,11 @@ START_TEST(rebalance_recycles_the_outlier_when_quiet) {
   ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &b)), 0);
   run_turn(a, "x", 0);
   run_turn(b, "x", 0);
-  for (int i = 0; i < 5; i++) run_turn(a, "fail:500", CLINK_ETURN_FAILED); /* 5 of 6 failed */
+  /* a fails 10 of 11 turns, b none of as many: only the error rate differs. */
+  for (int i = 0; i < 10; i++) {
+    run_turn(a, "fail:500", CLINK_ETURN_FAILED);
+    run_turn(b, "x", 0);
+  }
   int pid_a = clink_client_pid(a);
   ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
   ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);

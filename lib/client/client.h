@@ -33,6 +33,7 @@ struct clink_client {
   uint64_t attempt_started_ms;
   unsigned permit_held : 1;
 
+  clink_events *sink; /* borrowed */
   const clink__client_owner_ops *owner_ops;
   void *owner;
 

@@ -14,10 +14,12 @@
 #include "base/deadline.h"
 #include "base/internal.h"
 #include "client/client.h"
+#include "monitor/events-int.h"
 
 static void drain(clink_client *c);
 static void after_input(clink_client *c);
 static void maybe_finish(clink_client *c);
+static void emit_exit(clink_client *c, int64_t status, int sig);
 
 const char *clink_client_state_name(clink_client_state s) {
   switch (s) {
@@ -156,6 +158,7 @@ static void describe_exit(clink_client *c, int64_t status, int sig) {
 static void on_exit_cb(void *ud, int64_t status, int sig) {
   clink_client *c = ud;
   describe_exit(c, status, sig);
+  emit_exit(c, status, sig);
   stop_process(c);
   clink__session_process_exited(c->s, uv_now(c->loop));
   drain(c);
@@ -253,6 +256,45 @@ static void attempt_spawn(clink_client *c) {
   }
 }
 
+/* ------------------------------------------------------------- events */
+
+static void emit_recovery(clink_client *c, const clink__ev_out *e) {
+  static const char *const names[] = {"reconnection_scheduled", "reconnection_attempt",
+                                      "reconnection_rejected", "reconnection_succeeded",
+                                      "reconnection_failed"};
+  static const clink_log_level levels[] = {CLINK_LOG_INFO, CLINK_LOG_WARNING, CLINK_LOG_WARNING,
+                                           CLINK_LOG_INFO, CLINK_LOG_ERROR};
+  if ((unsigned)e->recovery >= 5 || !clink__events_enabled(c->sink, levels[e->recovery])) return;
+  clink_event_field f[5] = {clink__f_int("attempt", e->attempt),
+                            clink__f_int("delay_ms", (int64_t)e->delay_ms),
+                            clink__f_str("error", e->status ? clink_err_name(e->status) : NULL),
+                            clink__f_str("session_id", clink__session_id(c->s)),
+                            clink__f_int("pid", clink_client_pid(c))};
+  clink__events_emit(c->sink, levels[e->recovery], "claude_client", names[e->recovery], f, 5);
+}
+
+static void emit_exit(clink_client *c, int64_t status, int sig) {
+  if (c->closing || !clink__events_enabled(c->sink, CLINK_LOG_WARNING)) return;
+  clink_event_field f[5] = {clink__f_int("pid", clink_client_pid(c)),
+                            clink__f_int("exit_status", status), clink__f_int("signal", sig),
+                            clink__f_str("session_id", clink__session_id(c->s)),
+                            clink__f_str("detail", clink__session_last_error(c->s))};
+  clink__events_emit(c->sink, CLINK_LOG_WARNING, "claude_client", "cli_exited", f, 5);
+}
+
+static void emit_turn_failure(clink_client *c, int status) {
+  if (status != CLINK_ETURN_STALLED && status != UV_ENOMEM) return;
+  if (!clink__events_enabled(c->sink, CLINK_LOG_ERROR)) return;
+  clink_event_field f[3] = {clink__f_str("error", clink_err_name(status)),
+                            clink__f_str("session_id", clink__session_id(c->s)),
+                            clink__f_str("detail", clink__session_last_error(c->s))};
+  clink__events_emit(c->sink, CLINK_LOG_ERROR, "claude_client", "turn_stalled", f, 3);
+}
+
+void clink_client_set_events(clink_client *c, clink_events *sink) {
+  if (c) c->sink = sink;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static void dispatch(clink_client *c, clink__ev_out *e) {
@@ -271,6 +313,7 @@ static void dispatch(clink_client *c, clink__ev_out *e) {
         c->unsolicited_cb(c, e->msg, c->unsolicited_ud);
       return;
     case CLINK__EV_TURN_DONE:
+      emit_turn_failure(c, e->status);
       if (e->cb.done) e->cb.done(c, e->status, e->msg, e->ud);
       return;
     case CLINK__EV_CONTROL_DONE:
@@ -283,6 +326,7 @@ static void dispatch(clink_client *c, clink__ev_out *e) {
       if (c->error_cb && !c->closing) c->error_cb(c, e->status, e->detail, c->error_ud);
       return;
     case CLINK__EV_RECOVERY:
+      emit_recovery(c, e);
       if (c->recovery_cb && !c->closing)
         c->recovery_cb(c, e->recovery, e->attempt, e->status, e->delay_ms, c->recovery_ud);
       return;

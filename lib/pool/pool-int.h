@@ -74,6 +74,7 @@ struct clink_pool {
   clink_breaker *breaker;
   clink_pool_event_cb ev_cb;
   void *ev_ud;
+  clink_events *sink; /* borrowed; given to every member too */
   uv_idle_t kick;
   uv_timer_t house;
   int handles_open;
@@ -123,6 +124,9 @@ static inline uint64_t pool_now(const clink_pool *p) { return uv_now(p->loop); }
 /* uv-pool.c: members */
 extern const clink__client_owner_ops clink__pool_member_ops;
 void clink__pool_emit(clink_pool *p, clink_pool_event ev, clink_client *c, const char *detail);
+/* A structured event of the pool's own (component "session_pool"). */
+void clink__pool_log(clink_pool *p, clink_log_level level, const char *event, const char *detail,
+                     int64_t count);
 void clink__pool_set_mstate(clink_pool *p, pool_member *m, mstate to);
 void clink__pool_close_member(clink_pool *p, pool_member *m, clink_pool_close_reason why);
 /* Starts one member; resume: the conversation to pick up (NULL: a fresh

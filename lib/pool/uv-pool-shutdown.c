@@ -25,6 +25,8 @@ void clink__pool_shutdown_progress(clink_pool *p) {
     }
     /* The batch's time is up: its members still closing no longer hold the
      * next one back, nor count against it. */
+    clink__pool_log(p, CLINK_LOG_WARNING, "session_shutdown_timeout",
+                    "a shutdown batch outlived its time", p->batch_inflight);
     p->batch_gen++;
     p->batch_inflight = 0;
   }

@@ -3,11 +3,42 @@
 #include <stdio.h>
 
 #include "base/rand.h"
+#include "monitor/events-int.h"
 #include "pool/pool-int.h"
 #include "spawn/options.h"
 
+/* The structured twin of every pool event (copied by the sink: no user
+ * code runs here). */
+static void log_event(clink_pool *p, clink_pool_event ev, clink_client *c, const char *detail) {
+  static const char *const names[] = {"session_created", "session_closed", "session_leak",
+                                      "session_replaced", "pool_shutdown"};
+  static const clink_log_level levels[] = {CLINK_LOG_INFO, CLINK_LOG_INFO, CLINK_LOG_WARNING,
+                                           CLINK_LOG_INFO, CLINK_LOG_INFO};
+  if ((unsigned)ev >= 5 || !clink__events_enabled(p->sink, levels[ev])) return;
+  clink_event_field f[4] = {clink__f_int("pid", c ? clink_client_pid(c) : 0),
+                            clink__f_str("session_id", c ? clink_client_session_id(c) : NULL),
+                            clink__f_str("detail", detail),
+                            clink__f_int("pool_size", p->n_live)};
+  clink__events_emit(p->sink, levels[ev], "session_pool", names[ev], f, 4);
+}
+
 void clink__pool_emit(clink_pool *p, clink_pool_event ev, clink_client *c, const char *detail) {
+  log_event(p, ev, c, detail);
   if (p->ev_cb) p->ev_cb(p, ev, c, detail, p->ev_ud);
+}
+
+void clink__pool_log(clink_pool *p, clink_log_level level, const char *event, const char *detail,
+                     int64_t count) {
+  if (!clink__events_enabled(p->sink, level)) return;
+  clink_event_field f[3] = {clink__f_str("detail", detail), clink__f_int("count", count),
+                            clink__f_int("pool_size", p->n_live)};
+  clink__events_emit(p->sink, level, "session_pool", event, f, 3);
+}
+
+void clink_pool_set_events(clink_pool *p, clink_events *sink) {
+  if (p == NULL) return;
+  p->sink = sink;
+  for (pool_member *m = p->live; m; m = m->next) clink_client_set_events(m->c, sink);
 }
 
 /* ----------------------------------------------------------- idle set */
@@ -228,6 +259,7 @@ static void on_member_connect(clink_client *c, int status, void *ud) {
   settle_permit(p, m, status, now);
   if (m->st == M_CLOSING) return;
   if (status != 0) {
+    clink__pool_log(p, CLINK_LOG_WARNING, "session_create_failed", clink_err_name(status), 1);
     p->fill_backoff = p->fill_backoff ? p->fill_backoff * 2 : FILL_BACKOFF_MIN_MS;
     if (p->fill_backoff > FILL_BACKOFF_MAX_MS) p->fill_backoff = FILL_BACKOFF_MAX_MS;
     p->fill_retry_at = clink__deadline(now, p->fill_backoff);
@@ -318,6 +350,7 @@ int clink__pool_spawn(clink_pool *p, const char *resume, int replacing, uint64_t
   m->spawn_ms = now;
   m->expires_ms = CLINK__NEVER;
   m->lifetime_ms = CLINK__NEVER;
+  clink_client_set_events(c, p->sink);
   clink__client_own(c, &clink__pool_member_ops, m);
   rc = clink__client_owner_connect(c, on_member_connect, m);
   /* Counted and listed either way: a failed member still needs its close. */

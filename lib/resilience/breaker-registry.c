@@ -10,6 +10,7 @@ struct clink_breaker_registry {
   clink_breaker **v;
   size_t n, cap;
   uint64_t seed;
+  clink_events *sink; /* given to every breaker, now and later */
 };
 
 static uint64_t mix(uint64_t x) {
@@ -81,9 +82,16 @@ int clink_breaker_registry_add(clink_breaker_registry *reg, const char *name,
   clink_breaker *b;
   int rc = clink_breaker_new(&b, name, cfg, seed);
   if (rc != 0) return rc;
+  clink_breaker_set_events(b, reg->sink);
   reg->v[reg->n++] = b;
   if (out != NULL) *out = b;
   return 0;
+}
+
+void clink_breaker_registry_set_events(clink_breaker_registry *reg, clink_events *sink) {
+  if (reg == NULL) return;
+  reg->sink = sink;
+  for (size_t i = 0; i < reg->n; i++) clink_breaker_set_events(reg->v[i], sink);
 }
 
 clink_breaker *clink_breaker_registry_get(const clink_breaker_registry *reg,

@@ -66,6 +66,7 @@
 #include "base/internal.h"
 #include "base/deadline.h"
 #include "base/rand.h"
+#include "monitor/events-int.h"
 
 #define BREAKER_MAX_WINDOW 1024u
 
@@ -111,6 +112,7 @@ struct clink_breaker {
   uint64_t rng;
   clink_breaker_event_cb cb;
   void *ud;
+  clink_events *sink; /* borrowed; NULL: none */
   clink_breaker_config cfg;
   char *name;
 };
@@ -122,6 +124,7 @@ typedef struct evq {
   struct {
     clink_breaker_event ev;
     clink_breaker_state from, to;
+    uint32_t failures; /* consecutive failures before the change */
   } e[EVQ_MAX];
 } evq;
 
@@ -289,17 +292,43 @@ static int rules_trip(const clink_breaker *b) {
 /* -------------------------------------------------------------- states */
 
 static inline void evq_push(evq *q, clink_breaker_event ev, clink_breaker_state from,
-                            clink_breaker_state to) {
+                            clink_breaker_state to, uint32_t failures) {
   if (q->n < EVQ_MAX) {
     q->e[q->n].ev = ev;
     q->e[q->n].from = from;
     q->e[q->n].to = to;
+    q->e[q->n].failures = failures;
     q->n++;
   }
 }
 
+/* The seed's structured events (copied by the sink, delivered from the
+ * loop: no user code runs here). */
+static void emit(clink_breaker *b, clink_breaker_event ev, clink_breaker_state from,
+                 clink_breaker_state to, uint32_t failures) {
+  static const char *const names[] = {"circuit_breaker_closed", "circuit_breaker_opened",
+                                      "circuit_breaker_half_open", "circuit_breaker_disabled",
+                                      "circuit_breaker_forced_open"};
+  static const char *const states[] = {"closed", "open", "half_open", "disabled",
+                                       "forced_open"};
+  clink_log_level lvl = ev == CLINK_BREAKER_EVENT_NOT_PERMITTED ? CLINK_LOG_DEBUG
+                        : to == CLINK_BREAKER_OPEN || to == CLINK_BREAKER_FORCED_OPEN
+                            ? CLINK_LOG_WARNING
+                            : CLINK_LOG_INFO;
+  if (!clink__events_enabled(b->sink, lvl)) return;
+  const char *name = ev == CLINK_BREAKER_EVENT_NOT_PERMITTED ? "circuit_breaker_rejected"
+                                                              : names[to];
+  clink_event_field f[4] = {clink__f_str("circuit_name", b->name),
+                            clink__f_int("failure_count", failures),
+                            clink__f_str("from_state", states[from]),
+                            clink__f_str("state", states[to])};
+  clink__events_emit(b->sink, lvl, "stability_monitor", name, f, 4);
+}
+
 /* The state is final when this runs; callbacks may re-enter. */
 static void fire(clink_breaker *b, const evq *q) {
+  for (unsigned int i = 0; i < q->n; i++)
+    emit(b, q->e[i].ev, q->e[i].from, q->e[i].to, q->e[i].failures);
   for (unsigned int i = 0; i < q->n; i++) {
     clink_breaker_event_cb cb = b->cb;
     if (cb != NULL) cb(b, q->e[i].ev, q->e[i].from, q->e[i].to, b->ud);
@@ -309,13 +338,14 @@ static void fire(clink_breaker *b, const evq *q) {
 /* Every change of state goes through here: new generation, fresh counters. */
 static void set_state(clink_breaker *b, clink_breaker_state to, uint64_t now_ms, evq *q) {
   clink_breaker_state from = b->state;
+  uint32_t failures = b->cons_fail > b->w_fails ? b->cons_fail : b->w_fails;
   b->state = to;
   b->gen++;
   b->cons_fail = b->cons_succ = 0;
   b->in_flight = b->probe_succ = 0;
   b->has_deadline = 0;
   if (has_window(b)) window_clear(b, now_ms);
-  if (from != to) evq_push(q, CLINK_BREAKER_EVENT_STATE, from, to);
+  if (from != to) evq_push(q, CLINK_BREAKER_EVENT_STATE, from, to, failures);
 }
 
 static void enter_closed(clink_breaker *b, uint64_t now_ms, evq *q) {
@@ -410,6 +440,10 @@ const char *clink_breaker_name(const clink_breaker *breaker) {
   return breaker != NULL ? breaker->name : NULL;
 }
 
+void clink_breaker_set_events(clink_breaker *b, clink_events *sink) {
+  if (b) b->sink = sink;
+}
+
 void clink_breaker_set_event_cb(clink_breaker *breaker, clink_breaker_event_cb cb, void *ud) {
   if (breaker == NULL) return;
   breaker->cb = cb;
@@ -421,7 +455,7 @@ static int reject(clink_breaker *b, uint64_t retry_after, uint64_t *permit,
   b->total_rejected++;
   *permit = 0;
   if (retry_after_ms != NULL) *retry_after_ms = retry_after;
-  evq_push(q, CLINK_BREAKER_EVENT_NOT_PERMITTED, b->state, b->state);
+  evq_push(q, CLINK_BREAKER_EVENT_NOT_PERMITTED, b->state, b->state, b->cons_fail);
   fire(b, q);
   return CLINK_ECIRCUIT_OPEN;
 }
