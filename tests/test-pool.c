@@ -48,7 +48,7 @@ static struct {
   acq a[MAX_ACQ];
   int seq;
   int ev[5];
-  int closed[CLINK_POOL_CLOSE_REASONS_];
+  int closed[CLINK_POOL_CLOSE_REASON_SLOTS];
   uint64_t spawned_at_ms, closed_at_ms[CLINK_POOL_CLOSE_REASONS_], leak_at_ms;
   uint32_t idle_at_close[CLINK_POOL_CLOSE_REASONS_];
   char leak_where[64];
@@ -102,10 +102,9 @@ static void note_pid(int pid) {
 /* ------------------------------------------------------------ callbacks */
 
 static int reason_of(const char *detail) {
-  static const char *const names[] = {"dead", "unhealthy", "lifetime", "idle",
-                                      "max_turns", "validation", "rebalance", "shutdown"};
   for (int i = 0; i < CLINK_POOL_CLOSE_REASONS_; i++)
-    if (detail && strcmp(detail, names[i]) == 0) return i;
+    if (detail && strcmp(detail, clink_pool_close_reason_name((clink_pool_close_reason)i)) == 0)
+      return i;
   ck_abort_msg("unknown close reason %s", detail ? detail : "(null)");
   return -1;
 }
@@ -1318,6 +1317,208 @@ START_TEST(stats_fields_add_up) {
 }
 END_TEST
 
+/* ------------------------------------------- a checked-out client's rules */
+
+static int user_closes;
+static void on_user_closed(clink_client *c, void *ud) {
+  NOT_IN_API();
+  user_closes++;
+  *(clink_client **)ud = c;
+}
+
+/* close = release and discard: the pool replaces it, and a release after
+ * its close callback is legal (the memory stays valid until then). */
+START_TEST(close_of_checked_out_member_discards_it) {
+  user_closes = 0;
+  make_pool(1, 2);
+  wait_idle(1);
+  clink_client *c, *closed = NULL;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  int pid = clink_client_pid(c);
+  ck_assert_int_eq(API(clink_client_close(c, on_user_closed, &closed)), 0);
+  RUN_UNTIL(user_closes == 1 && T.closed[CLINK_POOL_CLOSE_USER] == 1);
+  ck_assert_ptr_eq(closed, c);
+  ck_assert_int_eq(clink_client_get_state(c), CLINK_CLIENT_CLOSED); /* still readable */
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), UV_EINVAL); /* once */
+  wait_idle(1); /* replaced */
+  clink_client *d;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &d)), 0);
+  ck_assert_int_ne(clink_client_pid(d), pid);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, d)), 0);
+  clink_pool_stats st = stats();
+  ck_assert_uint_eq(st.closed_by_reason[CLINK_POOL_CLOSE_USER], 1);
+}
+END_TEST
+
+/* The wedge: a member closed by its holder and never released must not keep
+ * the pool's shutdown from ending. */
+START_TEST(shutdown_ends_with_a_member_closed_by_its_holder) {
+  user_closes = 0;
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c, *closed = NULL;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  ck_assert_int_eq(API(clink_client_close(c, on_user_closed, &closed)), 0);
+  shutdown_pool(CLINK_POOL_DRAIN);
+  ck_assert_int_eq(user_closes, 1);
+}
+END_TEST
+
+/* Also when the close comes after the shutdown began. */
+START_TEST(close_of_checked_out_member_during_drain) {
+  user_closes = 0;
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c, *closed = NULL;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  ck_assert_int_eq(API(clink_pool_shutdown(T.pool, CLINK_POOL_DRAIN, on_pool_closed, &T)), 0);
+  T.shut_down = 1;
+  ck_assert_int_eq(API(clink_client_close(c, on_user_closed, &closed)), 0);
+  RUN_UNTIL(T.pool_closes == 1);
+  ck_assert_int_eq(user_closes, 1);
+}
+END_TEST
+
+static int user_states;
+static void on_user_state(clink_client *c, clink_client_state from, clink_client_state to,
+                          void *ud) {
+  (void)c;
+  (void)from;
+  (void)to;
+  (void)ud;
+  user_states++;
+}
+
+/* The holder's own state callback is its own: the pool still knows its
+ * member (it never used that slot). */
+START_TEST(own_state_cb_on_a_pooled_client) {
+  user_states = 0;
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  clink_client_set_state_cb(c, on_user_state, NULL);
+  run_turn(c, "x", 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  clink_client *d;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &d)), 0);
+  ck_assert_ptr_eq(d, c);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, d)), 0);
+  shutdown_pool(CLINK_POOL_DRAIN);
+  ck_assert_int_eq(user_states, 2); /* CLOSING, CLOSED at the shutdown */
+}
+END_TEST
+
+/* connect on a pooled client: the pool starts its processes itself. */
+START_TEST(connect_on_a_pooled_client_is_refused) {
+  env("FAKE_EXIT_AFTER_TURNS", "1");
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  ck_assert_int_eq(API(clink_client_connect(c, NULL, NULL)), UV_EPERM);
+  run_turn(c, "x", 0);
+  while (clink_client_get_state(c) != CLINK_CLIENT_ERROR)
+    ck_assert(uv_run(&T.loop, UV_RUN_ONCE) != 0);
+  ck_assert_int_eq(API(clink_client_connect(c, NULL, NULL)), UV_EPERM);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  RUN_UNTIL(T.closed[CLINK_POOL_CLOSE_DEAD] == 1);
+}
+END_TEST
+
+/* where is copied: the caller's buffer may go right away. */
+START_TEST(acquire_copies_where) {
+  ck_assert_int_eq(clink_pool_config_set_leak_threshold_ms(T.cfg, 30), 0);
+  make_pool(1, 1);
+  wait_idle(1);
+  char where[32];
+  snprintf(where, sizeof(where), "handler.c:%d", 42);
+  acquire(0, NULL, where);
+  memset(where, 'X', sizeof(where) - 1);
+  RUN_UNTIL(T.a[0].done);
+  RUN_UNTIL(T.ev[CLINK_POOL_EVENT_LEAK] == 1);
+  ck_assert_str_eq(T.leak_where, "handler.c:42");
+  ck_assert_int_eq(API(clink_pool_release(T.pool, T.a[0].c)), 0);
+}
+END_TEST
+
+/* A member whose CLI hangs mid-turn is found (turn inactivity probe), its
+ * turn fails with CLINK_ETURN_STALLED, and it is replaced. */
+START_TEST(member_hung_mid_turn_is_found_and_replaced) {
+  env("FAKE_MSG_DELAY_MS", "1");
+  env("FAKE_MSGS", "3");
+  env("FAKE_HANG_AFTER", "1");
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(T.opts, 100), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(T.opts, 0, 100), 0);
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  int pid = clink_client_pid(c);
+  run_turn(c, "hangs", CLINK_ETURN_STALLED);
+  ck_assert_ptr_nonnull(strstr(clink_client_last_error(c), "did not answer a probe"));
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  RUN_UNTIL(T.closed[CLINK_POOL_CLOSE_DEAD] == 1);
+  wait_idle(1);
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  ck_assert_int_ne(clink_client_pid(c), pid);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+}
+END_TEST
+
+/* --------------------------------------------------- "never" never wraps */
+
+static int loop_turns;
+static void on_prepare(uv_prepare_t *h) {
+  (void)h;
+  loop_turns++;
+}
+
+/* Every time limit of the pool at CLINK_NEVER: nothing fires early, and the
+ * housekeeping timer never spins the loop (a deadline that wrapped into the
+ * past would re-arm at 0 ms on every turn). */
+START_TEST(never_time_limits_do_not_spin) {
+  ck_assert_int_eq(clink_pool_config_set_acquire_timeout_ms(T.cfg, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_pool_config_set_max_lifetime_ms(T.cfg, CLINK_NEVER, 2.5), 0);
+  ck_assert_int_eq(clink_pool_config_set_idle_timeout_ms(T.cfg, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_pool_config_set_validation(T.cfg, CLINK_NEVER, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_pool_config_set_leak_threshold_ms(T.cfg, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_pool_config_set_shutdown(T.cfg, 10, CLINK_NEVER, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_connect_timeout_ms(T.opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_control_timeout_ms(T.opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(T.opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(T.opts, CLINK_NEVER, CLINK_NEVER), 0);
+  make_pool(2, 3);
+  wait_idle(2);
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  run_turn(c, "x", 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  /* A waiter beyond max size: no timeout. */
+  clink_client *held[3];
+  for (int i = 0; i < 3; i++) {
+    acquire(i, NULL, NULL);
+    RUN_UNTIL(T.a[i].done);
+    held[i] = T.a[i].c;
+  }
+  acquire(3, NULL, NULL);
+  static uv_prepare_t prep; /* outlives its close, which ends in teardown */
+  uv_prepare_init(&T.loop, &prep);
+  uv_prepare_start(&prep, on_prepare);
+  loop_turns = 0;
+  wait_ms(300);
+  ck_assert_int_lt(loop_turns, 50); /* a handful, not thousands */
+  ck_assert_int_eq(T.a[3].done, 0);
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(API(clink_pool_release(T.pool, held[i])), 0);
+  RUN_UNTIL(T.a[3].done);
+  ck_assert_int_eq(T.a[3].status, 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, T.a[3].c)), 0);
+  uv_close((uv_handle_t *)&prep, NULL);
+  ck_assert_int_eq(T.closed[CLINK_POOL_CLOSE_IDLE] + T.closed[CLINK_POOL_CLOSE_LIFETIME], 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("pool");
   TCase *tc;
@@ -1390,6 +1591,16 @@ int main(void) {
 
   TC("stats", 20);
   tcase_add_test(tc, stats_fields_add_up);
+
+  TC("holder", 20);
+  tcase_add_test(tc, close_of_checked_out_member_discards_it);
+  tcase_add_test(tc, shutdown_ends_with_a_member_closed_by_its_holder);
+  tcase_add_test(tc, close_of_checked_out_member_during_drain);
+  tcase_add_test(tc, own_state_cb_on_a_pooled_client);
+  tcase_add_test(tc, connect_on_a_pooled_client_is_refused);
+  tcase_add_test(tc, acquire_copies_where);
+  tcase_add_test(tc, member_hung_mid_turn_is_found_and_replaced);
+  tcase_add_test(tc, never_time_limits_do_not_spin);
 #undef TC
   return clink_test_run(s);
 }

@@ -117,7 +117,8 @@ static void on_closed(uv_handle_t *h) {
 static void on_timer(uv_timer_t *t) {
   clink_events *e = t->data;
   deliver(e);
-  if (e->closing) uv_close((uv_handle_t *)&e->timer, on_closed);
+  if (e->closing && !uv_is_closing((uv_handle_t *)&e->timer))
+    uv_close((uv_handle_t *)&e->timer, on_closed);
 }
 
 int clink__events_emit_at(clink_events *e, uint64_t unix_ms, clink_log_level level,
@@ -165,6 +166,7 @@ int clink_events_close(clink_events *e, clink_events_close_cb cb, void *ud) {
   e->closing = 1;
   e->close_cb = cb;
   e->close_ud = ud;
+  if (e->delivering) return 0; /* from the callback: the delivery closes it */
   if (pending) {
     uv_ref((uv_handle_t *)&e->timer);
     if (!uv_is_active((uv_handle_t *)&e->timer)) uv_timer_start(&e->timer, on_timer, 0, 0);
