@@ -1969,6 +1969,94 @@ START_TEST(close_from_stderr_cb) {
 }
 END_TEST
 
+
+/* ================================================= hung CLI, never timeouts */
+
+/* A CLI that stops mid-turn is found: no stdout for the inactivity window,
+ * a probe nobody answers, a kill; the turn fails with CLINK_ETURN_STALLED
+ * and says why. */
+START_TEST(turn_stalled_mid_turn) {
+  env("FAKE_MSGS", "3");
+  env("FAKE_MSG_DELAY_MS", "1");
+  env("FAKE_HANG_AFTER", "1");
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(opts, 100), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(opts, 0, 100), 0);
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "hangs"), 0);
+  ck_assert_int_eq(query(1, "queued behind it"), 0);
+  RUN_UNTIL(R.t[1].done);
+  ck_assert_int_eq(R.t[0].status, CLINK_ETURN_STALLED);
+  ck_assert_int_eq(R.t[0].msgs > 0, 1);
+  ck_assert_int_eq(R.t[1].status, CLINK_EEXITED);
+  ck_assert_int_eq(clink_client_get_state(R.c), CLINK_CLIENT_ERROR);
+  const char *err = clink_client_last_error(R.c);
+  ck_assert_msg(strstr(err, "killed by signal 9") && strstr(err, "mid-turn"), "%s", err);
+  clink_client_metrics m = metrics();
+  ck_assert_uint_ge(m.probes, 1);
+  ck_assert_uint_eq(m.probe_failures, 1);
+  ck_assert_uint_eq(clink_client_error_count(R.c, CLINK_ETURN_STALLED), 1);
+  close_and_run();
+}
+END_TEST
+
+/* A long quiet turn whose CLI still answers (a tool running): probed, not
+ * killed. */
+START_TEST(quiet_turn_that_answers_probes_lives) {
+  env("FAKE_MSGS", "3");
+  env("FAKE_MSG_DELAY_MS", "250");
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(opts, 60), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(opts, 0, 500), 0);
+  new_client();
+  connect_wait();
+  ck_assert_int_eq(query(0, "slow but alive"), 0);
+  RUN_UNTIL(R.t[0].done);
+  ck_assert_int_eq(R.t[0].status, 0);
+  clink_client_metrics m = metrics();
+  ck_assert_uint_ge(m.probes, 2);
+  ck_assert_uint_eq(m.probe_failures, 0);
+  close_and_run();
+}
+END_TEST
+
+static int spins;
+static void on_spin_check(uv_prepare_t *h) {
+  (void)h;
+  spins++;
+}
+
+/* Every client time at CLINK_NEVER: the connect is not cut after ~12 ms
+ * (now + UINT64_MAX used to wrap), a control request without an answer
+ * stays pending, the close waits for the running turn to end, and the
+ * client's timer never spins the loop. */
+START_TEST(never_timeouts_never_fire) {
+  env("FAKE_INIT_DELAY_MS", "60");
+  env("FAKE_MSGS", "3");
+  env("FAKE_MSG_DELAY_MS", "40");
+  ck_assert_int_eq(clink_options_set_connect_timeout_ms(opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_control_timeout_ms(opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_turn_inactivity_ms(opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_idle_probe(opts, CLINK_NEVER, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_close_turn_wait_ms(opts, CLINK_NEVER), 0);
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, CLINK_NEVER, CLINK_NEVER), 0);
+  new_client();
+  static uv_prepare_t prep; /* outlives its close */
+  uv_prepare_init(&R.loop, &prep);
+  uv_prepare_start(&prep, on_spin_check);
+  uv_unref((uv_handle_t *)&prep);
+  spins = 0;
+  connect_wait();
+  ck_assert_int_lt(spins, 40); /* a handful of loop turns in 60 ms, not thousands */
+  ck_assert_int_eq(query(0, "runs while we close"), 0);
+  RUN_UNTIL(R.t[0].msgs >= 1);
+  do_close();
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+  ck_assert_int_eq(R.t[0].status, 0); /* the close waited for it */
+  uv_close((uv_handle_t *)&prep, NULL);
+}
+END_TEST
+
 /* ================================================================= main */
 
 int main(void) {
@@ -2039,6 +2127,11 @@ int main(void) {
   tcase_add_test(tc, crash_by_exit_code);
   tcase_add_test(tc, death_fails_pending_control_at_once);
   tcase_add_test(tc, reconnect_from_connect_cb_after_death);
+
+  TC("hung", 20);
+  tcase_add_test(tc, turn_stalled_mid_turn);
+  tcase_add_test(tc, quiet_turn_that_answers_probes_lives);
+  tcase_add_test(tc, never_timeouts_never_fire);
 
   TC("close", 20);
   tcase_add_test(tc, close_never_connected);

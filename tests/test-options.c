@@ -260,6 +260,23 @@ START_TEST(discovery_finds_on_path_and_reports_denied) {
 }
 END_TEST
 
+/* Options: 0 and CLINK_NEVER mean no limit for every timeout setter. */
+START_TEST(timeout_setters_accept_zero_and_never) {
+  clink_options *o;
+  ck_assert_int_eq(clink_options_new(&o), 0);
+  uint64_t v[] = {0, CLINK_NEVER, 1};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(clink_options_set_connect_timeout_ms(o, v[i]), 0);
+    ck_assert_int_eq(clink_options_set_control_timeout_ms(o, v[i]), 0);
+    ck_assert_int_eq(clink_options_set_turn_inactivity_ms(o, v[i]), 0);
+    ck_assert_int_eq(clink_options_set_idle_probe(o, v[i], v[i]), 0);
+    ck_assert_int_eq(clink_options_set_close_turn_wait_ms(o, v[i]), 0);
+    ck_assert_int_eq(clink_options_set_close_grace_ms(o, v[i], v[i]), 0);
+  }
+  clink_options_free(o);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("options");
   TCase *tc = tcase_create("argv");
@@ -276,6 +293,7 @@ int main(void) {
   tcase_add_test(tc, shim_wraps_the_cli);
   tcase_add_test(tc, discovery_missing_lists_what_was_searched);
   tcase_add_test(tc, discovery_finds_on_path_and_reports_denied);
+  tcase_add_test(tc, timeout_setters_accept_zero_and_never);
   suite_add_tcase(s, tc);
   return clink_test_run(s);
 }

@@ -229,8 +229,9 @@ static void setup(void) {
 }
 
 static void finish(void) {
-  /* Whatever the chosen close left open is closed now, from outside. */
-  if (R.c && !R.client_closed && !(R.target == X_CLIENT && R.fired))
+  /* Whatever the chosen close left open is closed now, from outside. A
+   * pool's member is the pool's to close (and gone with the pool). */
+  if (R.c && !R.pool && !R.client_closed && !(R.target == X_CLIENT && R.fired))
     clink_client_close(R.c, on_client_closed, NULL);
   if (R.pool && !(R.target == X_POOL && R.fired))
     clink_pool_shutdown(R.pool, CLINK_POOL_IMMEDIATE, on_pool_closed, NULL);

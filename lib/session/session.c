@@ -606,7 +606,7 @@ void clink__session_process_exited(clink__session *s, uint64_t now) {
   }
   clink__ctl_fail_all(&s->ctl, cause);
   if (turn) clink__sess_turn_done(s, turn, cause, NULL, now);
-  if (!recover) clink__sess_fail_queue(s, cause, now);
+  if (!recover) clink__sess_fail_queue(s, CLINK_EEXITED, now); /* never ran: the CLI died */
 }
 
 /* ------------------------------------------------------------ close */

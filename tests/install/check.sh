@@ -20,7 +20,9 @@ prefix=$(option prefix)
 meson install -C "$build" --destdir "$root" --quiet --no-rebuild
 pcdir=$(dirname "$(find "$root" -name claudelink.pc | head -1)")
 export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$root"
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -pedantic -Werror "$here/consumer.c" -o "$root/consumer" $(pkg-config --cflags --libs claudelink)
+# Exactly the line a newcomer types (README), plus warnings as errors.
+cc -std=c11 -pedantic "$here/consumer.c" -o "$root/consumer" $(pkg-config --cflags --libs claudelink)
+cc -std=c11 -pedantic -Wall -Wextra -Werror "$here/consumer.c" -o "$root/consumer" $(pkg-config --cflags --libs claudelink)
 libdir=$(dirname "$(find "$root" -name 'libclaudelink.so*' | head -1)")
 LD_LIBRARY_PATH="$libdir" "$root/consumer" "$build/tests/fake-claude"
 test -x "$root$prefix/libexec/claudelink/claudelink-exec"
