@@ -142,8 +142,15 @@ struct clink__session {
   char last_error_result[512];
 };
 
+/* Time never goes back: the latest now_ms given. */
+static inline void clink__sess_now(clink__session *s, uint64_t now) {
+  if (now > s->now) s->now = now;
+}
+
 /* session.c */
 void clink__sess_set_state(clink__session *s, clink_client_state to);
+/* The initialize of the current process was answered (or failed). */
+void clink__sess_on_initialized(clink__session *s, int status, const clink_msg *response);
 /* Queues a misc event; returns it (to fill) or NULL when the pool is dry. */
 clink__misc_ev *clink__sess_push_misc(clink__session *s, int kind);
 void clink__sess_push(clink__session *s, clink__evn *ev);

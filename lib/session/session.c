@@ -1,96 +1,11 @@
-/* The session core: lifecycle, events, routing of stdout lines, the
- * process's start and end, close, time. See session.h. */
-#include <stdarg.h>
+/* The session core: states, the process's start (initialize) and end,
+ * routing of stdout lines, close, time. See session.h. */
 #include <stdio.h>
 
 #include "base/deadline.h"
 #include "base/rand.h"
 #include "session/session-int.h"
 #include "wire/json-out.h"
-
-/* ------------------------------------------------------------- events */
-
-void clink__sess_push(clink__session *s, clink__evn *ev) {
-  if (ev->queued) return;
-  ev->queued = 1;
-  ev->next = NULL;
-  if (s->ev_tail)
-    s->ev_tail->next = ev;
-  else
-    s->ev_head = ev;
-  s->ev_tail = ev;
-}
-
-clink__misc_ev *clink__sess_push_misc(clink__session *s, int kind) {
-  clink__misc_ev *e = s->misc_free;
-  if (e == NULL) {
-    s->ev_dropped++;
-    return NULL;
-  }
-  s->misc_free = e->free_next;
-  memset(&e->ev, 0, sizeof(e->ev));
-  e->ev.kind = (unsigned char)kind;
-  e->ev.home = EV_HOME_MISC;
-  e->detail[0] = '\0';
-  clink__sess_push(s, &e->ev);
-  return e;
-}
-
-void clink__sess_push_action(clink__session *s, int kind, int status) {
-  clink__misc_ev *e = clink__sess_push_misc(s, kind);
-  if (e) e->ev.status = status;
-}
-
-int clink__session_has_events(const clink__session *s) { return s->ev_head != NULL; }
-
-int clink__session_next_event(clink__session *s, clink__ev_out *out) {
-  clink__evn *ev = s->ev_head;
-  if (ev == NULL) return 0;
-  s->ev_head = ev->next;
-  if (s->ev_head == NULL) s->ev_tail = NULL;
-  ev->queued = 0;
-  ev->next = NULL;
-  memset(out, 0, sizeof(*out));
-  out->kind = (clink__ev_kind)ev->kind;
-  out->status = ev->status;
-  out->msg = ev->msg;
-  out->ud = ev->ud;
-  memcpy(&out->cb, &ev->cb, sizeof(out->cb));
-  switch (ev->kind) {
-    case CLINK__EV_STATE:
-      out->from = (clink_client_state)ev->a;
-      out->to = (clink_client_state)ev->b;
-      break;
-    case CLINK__EV_RECOVERY:
-      out->recovery = (clink_recovery_event)ev->a;
-      out->attempt = (unsigned)ev->b;
-      out->delay_ms = ev->u;
-      break;
-    case CLINK__EV_REQUEST:
-      out->req = ev->obj;
-      break;
-    default:
-      break;
-  }
-  switch (ev->home) {
-    case EV_HOME_MISC: {
-      clink__misc_ev *m = CLINK__CONTAINER_OF(ev, clink__misc_ev, ev);
-      memcpy(out->detail, m->detail, sizeof(out->detail));
-      m->free_next = s->misc_free;
-      s->misc_free = m;
-      break;
-    }
-    case EV_HOME_TURN:
-      clink__sess_turn_free(ev->obj);
-      break;
-    case EV_HOME_CALL:
-      clink__sess_call_free(ev->obj);
-      break;
-    default:
-      break;
-  }
-  return 1;
-}
 
 /* ------------------------------------------------------------- state */
 
@@ -132,21 +47,6 @@ void clink__sess_set_state(clink__session *s, clink_client_state to) {
 
 /* ------------------------------------------------------------ helpers */
 
-static void set_now(clink__session *s, uint64_t now) {
-  if (now > s->now) s->now = now;
-}
-
-void clink__session_count_error(clink__session *s, int err) {
-  s->m.errors++;
-  for (size_t i = 0; i < CLINK__ERR_SLOTS; i++) {
-    if (s->errs[i].code == err || s->errs[i].code == 0) {
-      s->errs[i].code = err;
-      s->errs[i].count++;
-      return;
-    }
-  }
-}
-
 void clink__sess_error(clink__session *s, int err, const char *detail) {
   clink__session_count_error(s, err);
   if (s->closing) return;
@@ -177,30 +77,6 @@ int clink__sess_send(clink__session *s, const char *line) {
     s->last_activity_ms = s->now;
   }
   return rc;
-}
-
-static void vformat(char *buf, size_t cap, size_t off, const char *fmt, va_list ap) {
-  if (off >= cap) return;
-  vsnprintf(buf + off, cap - off, fmt, ap);
-}
-
-void clink__session_set_last_error(clink__session *s, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(s->last_error, sizeof(s->last_error), 0, fmt, ap);
-  va_end(ap);
-}
-
-void clink__session_append_last_error(clink__session *s, const char *fmt, ...) {
-  size_t n = strlen(s->last_error);
-  if (n > 0 && n + 2 < sizeof(s->last_error)) {
-    memcpy(s->last_error + n, "; ", 3);
-    n += 2;
-  }
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(s->last_error, sizeof(s->last_error), n, fmt, ap);
-  va_end(ap);
 }
 
 /* ---------------------------------------------------------- lifetime */
@@ -286,7 +162,7 @@ static int send_initialize(clink__session *s) {
 }
 
 int clink__session_connect(clink__session *s, clink_connect_cb cb, void *ud, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   int rc = clink__session_can_connect(s);
   if (rc != 0) return rc;
   /* A new conversation: forget the old one's identity. */
@@ -309,7 +185,7 @@ int clink__session_connect(clink__session *s, clink_connect_cb cb, void *ud, uin
 }
 
 int clink__session_attempt_started(clink__session *s, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   process_started(s);
   s->recovering_init = 1;
   int rc = send_initialize(s);
@@ -339,7 +215,7 @@ static void connect_done(clink__session *s, int status) {
 }
 
 /* The initialize of the current process was answered (or failed). */
-static void on_initialized(clink__session *s, int status, const clink_msg *response) {
+void clink__sess_on_initialized(clink__session *s, int status, const clink_msg *response) {
   if (status == CLINK_ECONTROL_TIMEOUT) status = CLINK_EINIT_TIMEOUT;
   if (status == CLINK_EINIT_TIMEOUT)
     clink__session_set_last_error(s, "claude did not answer initialize within %llu ms",
@@ -395,102 +271,6 @@ static void on_initialized(clink__session *s, int status, const clink_msg *respo
   clink__sess_fail_queue(s, status, s->now);
 }
 
-/* Outcome of a control call (the table's callback: no user code runs). */
-static void on_call_done(void *ud, int status, const clink_msg *response) {
-  clink__call *call = ud;
-  clink__session *s = call->s;
-  switch (call->why) {
-    case CALL_INIT:
-      clink__sess_call_free(call);
-      on_initialized(s, status, response);
-      return;
-    case CALL_PROBE:
-      clink__sess_call_free(call);
-      s->probe_inflight = 0;
-      /* Any answer, even an error one, proves the CLI is reading. */
-      if (status != CLINK_ECONTROL_TIMEOUT) return;
-      s->m.probe_failures++;
-      clink__session_count_error(s, status);
-      if (s->proc == PROC_NONE || s->closing) return;
-      /* The exit that follows takes the usual path (recovery or ERROR);
-       * its description says why it was killed. */
-      s->kill_cause = s->active ? CLINK_ETURN_STALLED : CLINK_ECONTROL_TIMEOUT;
-      clink__sess_push_action(s, CLINK__ACT_KILL, s->kill_cause);
-      return;
-    case CALL_PING:
-      /* Any answer means alive. */
-      if (status == CLINK_ECONTROL_ERROR) status = 0;
-      break;
-    default:
-      break;
-  }
-  if (status == CLINK_ECONTROL_TIMEOUT) s->m.control_timeouts++;
-  if (status != 0) clink__session_count_error(s, status);
-  call->done.status = status;
-  call->done.msg = response;
-  clink__sess_push(s, &call->done);
-}
-
-int clink__sess_send_control(clink__session *s, const char *subtype, struct cJSON *fields,
-                             uint64_t timeout_ms, int why, clink_control_cb cb, void *ud,
-                             uint64_t now) {
-  clink__call *call = clink__calloc(1, sizeof(*call));
-  if (call == NULL) {
-    cJSON_Delete(fields);
-    return UV_ENOMEM;
-  }
-  call->s = s;
-  call->why = why;
-  call->gen = s->gen;
-  call->cb = cb;
-  call->ud = ud;
-  call->done.kind = CLINK__EV_CONTROL_DONE;
-  call->done.home = EV_HOME_CALL;
-  call->done.obj = call;
-  call->done.cb.control = cb;
-  call->done.ud = ud;
-  char id[CLINK__CTL_ID_MAX];
-  int idx = clink__ctl_add(&s->ctl, subtype, clink__deadline(now, timeout_ms), on_call_done,
-                           call, id);
-  if (idx < 0) {
-    cJSON_Delete(fields);
-    clink__free(call);
-    return idx;
-  }
-  char *line = clink__wire_control_request(id, subtype, fields);
-  int rc = clink__sess_send(s, line);
-  cJSON_free(line);
-  if (rc != 0) {
-    clink__ctl_cancel(&s->ctl, idx);
-    clink__free(call);
-    return rc;
-  }
-  s->m.control_requests++;
-  return 0;
-}
-
-void clink__sess_call_free(clink__call *call) { clink__free(call); }
-
-int clink__session_control(clink__session *s, const char *subtype, struct cJSON *fields,
-                           uint64_t timeout_ms, clink_control_cb cb, void *ud, uint64_t now) {
-  set_now(s, now);
-  int rc = s->closing ? CLINK_ECLOSING
-                      : s->state != CLINK_CLIENT_CONNECTED ? CLINK_ENOT_CONNECTED : 0;
-  if (rc != 0) {
-    cJSON_Delete(fields);
-    return rc;
-  }
-  return clink__sess_send_control(s, subtype, fields, timeout_ms, CALL_USER, cb, ud, s->now);
-}
-
-int clink__session_ping(clink__session *s, uint64_t timeout_ms, clink_control_cb cb, void *ud,
-                        uint64_t now) {
-  set_now(s, now);
-  if (s->closing) return CLINK_ECLOSING;
-  if (s->state != CLINK_CLIENT_CONNECTED) return CLINK_ENOT_CONNECTED;
-  return clink__sess_send_control(s, "mcp_status", NULL, timeout_ms, CALL_PING, cb, ud, s->now);
-}
-
 /* ------------------------------------------------------------ routing */
 
 static void remember_session(clink__session *s, const clink_msg *m) {
@@ -529,7 +309,7 @@ static void route(clink__session *s, const clink_msg *m) {
 }
 
 void clink__session_recv_line(clink__session *s, const char *line, size_t len, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   s->m.messages_in++;
   s->m.bytes_in += len + 1;
   s->last_activity_ms = s->last_line_ms = s->now;
@@ -565,7 +345,7 @@ void clink__session_stream_error(clink__session *s, int err, const char *detail)
 /* ------------------------------------------------------------ exit */
 
 void clink__session_process_exited(clink__session *s, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   int was_up = s->proc != PROC_NONE;
   s->proc = PROC_NONE;
   s->probe_inflight = 0;
@@ -612,7 +392,7 @@ void clink__session_process_exited(clink__session *s, uint64_t now) {
 /* ------------------------------------------------------------ close */
 
 int clink__session_close(clink__session *s, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   if (s->closing) return UV_EBUSY;
   s->closing = 1;
   s->recover_at_ms = CLINK__NEVER;
@@ -664,7 +444,7 @@ int clink__session_closed(const clink__session *s) {
 /* ------------------------------------------------------------- time */
 
 void clink__session_tick(clink__session *s, uint64_t now) {
-  set_now(s, now);
+  clink__sess_now(s, now);
   now = s->now;
   clink__ctl_expire(&s->ctl, now);
   if (s->close_wait && now >= s->close_deadline_ms) clink__sess_end_close_wait(s, UV_ECANCELED);
@@ -692,37 +472,3 @@ int clink__session_keeps_loop_alive(const clink__session *s) {
   return s->close_wait || (!s->closing && s->state == CLINK_CLIENT_RECOVERING);
 }
 
-/* ---------------------------------------------------------- read-outs */
-
-clink_client_state clink__session_state(const clink__session *s) { return s->state; }
-int clink__session_closing(const clink__session *s) { return s->closing; }
-const char *clink__session_id(const clink__session *s) { return s->session_id; }
-const clink_msg *clink__session_server_info(const clink__session *s) { return s->server_info; }
-const char *clink__session_last_error(const clink__session *s) { return s->last_error; }
-const char *clink__session_last_error_result(const clink__session *s) {
-  return s->last_error_result;
-}
-int clink__session_kill_cause(const clink__session *s) { return s->kill_cause; }
-
-size_t clink__session_turns_pending(const clink__session *s) {
-  return s->queued + (s->active != NULL);
-}
-
-int clink__session_get_metrics(const clink__session *s, uint64_t now,
-                               clink_client_metrics *out) {
-  if (out == NULL || out->struct_size < sizeof(size_t)) return UV_EINVAL;
-  clink_client_metrics m = s->m;
-  if (now < s->now) now = s->now;
-  m.uptime_ms = s->connected_at_ms ? now - s->connected_at_ms : 0;
-  m.last_activity_ms = s->last_activity_ms ? now - s->last_activity_ms : 0;
-  size_t n = out->struct_size < sizeof(m) ? out->struct_size : sizeof(m);
-  m.struct_size = n;
-  memcpy(out, &m, n);
-  return 0;
-}
-
-uint64_t clink__session_error_count(const clink__session *s, int err) {
-  for (size_t i = 0; i < CLINK__ERR_SLOTS; i++)
-    if (s->errs[i].code == err) return s->errs[i].count;
-  return 0;
-}
