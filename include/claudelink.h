@@ -451,7 +451,11 @@ typedef enum clink_recovery_event {
   CLINK_RECOVERY_ATTEMPT = 1,   /* attempt n is starting a process */
   CLINK_RECOVERY_REJECTED = 2,  /* the breaker refused attempt n (err) */
   CLINK_RECOVERY_SUCCEEDED = 3, /* connected again after n attempts */
-  CLINK_RECOVERY_FAILED = 4     /* the policy gave up (err): state ERROR */
+  CLINK_RECOVERY_FAILED = 4,    /* the policy gave up (err): state ERROR */
+  /* The CLI could not resume the conversation (its transcript is gone: it
+   * said "No conversation found"): attempt n starts a fresh one. The
+   * earlier turns are lost to the model; session_id changes. */
+  CLINK_RECOVERY_FRESH = 5
 } clink_recovery_event;
 typedef void (*clink_recovery_cb)(clink_client *client, clink_recovery_event event,
                                   unsigned int attempt, int err, uint64_t delay_ms, void *ud);

@@ -173,6 +173,9 @@
  *                                "CLAUDE_AGENT_SDK_VERSION":..,"CLAUDECODE":..,
  *                                "PWD":..}   (null when unset)
  *   FAKE_EXIT_IMMEDIATELY=CODE  exit CODE at start-up, before reading stdin.
+ *   FAKE_RESUME_MISSING=1    with --resume=ID: write "No conversation found
+ *                            with session ID: ID" on stderr and exit 1 at
+ *                            start-up (the real CLI whose transcript is gone).
  *   FAKE_BENCH_LINES=L       transport benchmark: ignore stdin, write L lines
  *   FAKE_BENCH_LINE_BYTES=S  of exactly S bytes before each '\n' (default
  *                            300), then exit 0. Lines are compact assistant
@@ -1633,6 +1636,23 @@ static void main_loop(void)
     exit(g.last_result_error ? 1 : 0);
 }
 
+/* FAKE_RESUME_MISSING=1: a --resume of a conversation this fake never
+ * kept fails the way the real CLI does when its transcript is gone. */
+static void resume_check(int argc, char **argv)
+{
+    if (!env_flag("FAKE_RESUME_MISSING"))
+        return;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--resume=", 9) != 0)
+            continue;
+        char msg[512];
+        int n = snprintf(msg, sizeof msg, "No conversation found with session ID: %s\n",
+                         argv[i] + 9);
+        fd_write_all(STDERR_FILENO, msg, (size_t)(n > 0 && n < (int)sizeof msg ? n : 0));
+        exit(1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -1644,6 +1664,7 @@ int main(int argc, char **argv)
         flood_stderr(g.cfg.stderr_flood);
     if (g.cfg.has_exit_immediately)
         exit((int)(g.cfg.exit_immediately & 0xff));
+    resume_check(argc, argv);
     if (g.cfg.stream_json_out && !g.cfg.verbose) {
         static const char msg[] =
             "Error: When using --print, --output-format=stream-json requires --verbose\n";

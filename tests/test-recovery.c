@@ -560,6 +560,37 @@ static int argv_has_prefix(int i, const char *prefix) {
   return n;
 }
 
+
+/* The CLI no longer has the conversation (its transcript was lost at the
+ * kill, as 2.1.197 does when killed right at a result): resuming it fails
+ * the same way every time, so the next attempt starts a fresh one, says so
+ * (CLINK_RECOVERY_FRESH), and the client is back. */
+START_TEST(lost_conversation_starts_fresh) {
+  env("FAKE_PRINT_ARGV", "1");
+  env("FAKE_RESUME_MISSING", "1");
+  set_policy(6);
+  new_client();
+  connect_and_turn(0);
+  char *sid = strdup(clink_client_session_id(R.c));
+  kill_cli(SIGKILL);
+  RUN_UNTIL(count_ev(CLINK_RECOVERY_SUCCEEDED) == 1);
+  ck_assert_int_eq(count_ev(CLINK_RECOVERY_FRESH), 1);
+  ck_assert_int_eq(count_ev(CLINK_RECOVERY_ATTEMPT), 2);
+  /* Attempt 1 asked for the old conversation; attempt 2 for none. */
+  RUN_UNTIL(R.nargv == 3);
+  char want[128];
+  snprintf(want, sizeof(want), "--resume=%s", sid);
+  ck_assert_int_eq(argv_has(1, want), 1);
+  ck_assert_int_eq(argv_has_prefix(2, "--resume"), 0);
+  ck_assert_int_eq(query(1, "on a fresh conversation"), 0);
+  RUN_UNTIL(R.t[1].done == 1);
+  ck_assert_int_eq(R.t[1].status, 0);
+  ck_assert_str_ne(clink_client_session_id(R.c), sid);
+  free(sid);
+  close_and_run();
+}
+END_TEST
+
 /* The new process resumes the session the old one reported, and nothing of
  * the start-up profile that would pick another conversation. */
 START_TEST(recovery_resumes_the_session) {
@@ -1117,6 +1148,7 @@ int main(void) {
   TC("give-up", 20);
   tcase_add_loop_test(tc, retries_exhausted_fails_queued_turns, 0, 2);
   tcase_add_test(tc, cli_gone_is_not_retried);
+  tcase_add_test(tc, lost_conversation_starts_fresh);
   TC("attempts", 20);
   tcase_add_test(tc, init_timeout_during_recovery_is_retried);
   TC("breaker", 20);

@@ -248,7 +248,7 @@ static void attempt_spawn(clink_client *c) {
     return;
   }
   uint64_t now = clink__client_now(c);
-  int rc = spawn(c, clink__session_id(c->s));
+  int rc = spawn(c, clink__session_resume_id(c->s));
   if (rc != 0) {
     clink__session_attempt_spawn_failed(c->s, rc, now);
   } else if (clink__session_attempt_started(c->s, now) != 0) {
@@ -261,10 +261,10 @@ static void attempt_spawn(clink_client *c) {
 static void emit_recovery(clink_client *c, const clink__ev_out *e) {
   static const char *const names[] = {"reconnection_scheduled", "reconnection_attempt",
                                       "reconnection_rejected", "reconnection_succeeded",
-                                      "reconnection_failed"};
+                                      "reconnection_failed",    "reconnection_history_lost"};
   static const clink_log_level levels[] = {CLINK_LOG_INFO, CLINK_LOG_WARNING, CLINK_LOG_WARNING,
-                                           CLINK_LOG_INFO, CLINK_LOG_ERROR};
-  if ((unsigned)e->recovery >= 5 || !clink__events_enabled(c->sink, levels[e->recovery])) return;
+                                           CLINK_LOG_INFO, CLINK_LOG_ERROR,   CLINK_LOG_WARNING};
+  if ((unsigned)e->recovery >= 6 || !clink__events_enabled(c->sink, levels[e->recovery])) return;
   clink_event_field f[5] = {clink__f_int("attempt", e->attempt),
                             clink__f_int("delay_ms", (int64_t)e->delay_ms),
                             clink__f_str("error", e->status ? clink_err_name(e->status) : NULL),

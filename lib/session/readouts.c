@@ -72,3 +72,7 @@ uint64_t clink__session_error_count(const clink__session *s, int err) {
     if (s->errs[i].code == err) return s->errs[i].count;
   return 0;
 }
+
+const char *clink__session_resume_id(const clink__session *s) {
+  return s->resume_lost ? NULL : s->session_id;
+}

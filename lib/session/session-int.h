@@ -97,6 +97,7 @@ struct clink__session {
   unsigned probe_inflight : 1;
   unsigned ever_connected : 1;
   unsigned connect_pending : 1; /* the connect callback is still owed */
+  unsigned resume_lost : 1;     /* the CLI could not resume: start afresh */
   int proc;
   uint64_t now;               /* the latest now_ms given: time never goes back */
   uint64_t gen;               /* processes started so far */

@@ -231,6 +231,7 @@ void clink__sess_on_initialized(clink__session *s, int status, const clink_msg *
   }
   if (status == 0) {
     s->proc = PROC_UP;
+    s->resume_lost = 0;
     s->connected_at_ms = s->now;
     s->m.connect_ms = s->now - s->spawned_at_ms;
   } else if (status != UV_ECANCELED) {
@@ -250,6 +251,12 @@ void clink__sess_on_initialized(clink__session *s, int status, const clink_msg *
       return;
     }
     clink__sess_push_action(s, CLINK__ACT_SETTLE, status);
+    /* Resuming a conversation the CLI no longer has fails the same way
+     * every time: the next attempt starts a fresh one (and says so). */
+    if (!s->resume_lost && strstr(s->last_error, "No conversation found")) {
+      s->resume_lost = 1;
+      clink__sess_recovery_emit(s, CLINK_RECOVERY_FRESH, status, 0);
+    }
     clink__sess_recovery_schedule(s, status, 0, s->now);
     return;
   }

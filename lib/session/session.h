@@ -168,6 +168,9 @@ void clink__session_mark_closed(clink__session *s);
 clink_client_state clink__session_state(const clink__session *s);
 int clink__session_closing(const clink__session *s);
 const char *clink__session_id(const clink__session *s);
+/* The conversation a recovery attempt resumes: the session id, or NULL when
+ * the CLI said it no longer has it (a fresh start). */
+const char *clink__session_resume_id(const clink__session *s);
 const clink_msg *clink__session_server_info(const clink__session *s);
 const char *clink__session_last_error(const clink__session *s);
 /* Replaces the last error text (printf-style). */
