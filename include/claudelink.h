@@ -18,11 +18,21 @@
  *   periods, the close turn wait, backoff) of 0 means at once and of
  *   CLINK_NEVER means the step it leads to never comes. Deadlines saturate:
  *   CLINK_NEVER never wraps into a short one.
- * - The library never runs the loop, never installs signal handlers and keeps no
- *   global state of its own. Do not call waitpid(-1, ...) in the host: libuv
- *   reaps children. (cJSON, which parses every line, records its last error
- *   position in a process-global: hosts that also use cJSON from other threads
- *   should not rely on cJSON_GetErrorPtr().)
+ * - The library never runs the loop and keeps no global state of its own; it
+ *   installs no signal handler itself. But it starts processes with
+ *   uv_spawn(), and libuv, the first time any of its loops spawns, installs
+ *   a process-wide SIGCHLD handler (sigaction) and reaps children through
+ *   it. So, in the host: do not call waitpid(-1, ...) or wait(), do not set
+ *   SIGCHLD to SIG_IGN or block it in the loop's thread, and do not replace
+ *   the SIGCHLD handler after that. A process holding two copies of libuv
+ *   (a Node.js add-on, another library with its own libuv) has two such
+ *   handlers for one signal: the copy that installs last wins and the other
+ *   copy's children are never reaped (their exits never reported), so load
+ *   libclaudelink against the same libuv the host uses. SIGPIPE is never
+ *   raised by the library's writes (send() with MSG_NOSIGNAL).
+ * - cJSON, which parses every line, records its last error position in a
+ *   process-global: hosts that also use cJSON from other threads should not
+ *   rely on cJSON_GetErrorPtr().
  */
 #ifndef CLAUDELINK_H
 #define CLAUDELINK_H
