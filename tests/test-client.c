@@ -30,6 +30,7 @@ typedef struct turn_rec {
   int msgs, inits, assistants, users, results, others;
   int done, status, seq;
   int msgs_after_close; /* messages delivered after this turn closed the client */
+  int nstates_at_done;  /* state notifications delivered when on_done ran */
   char *first_text;     /* first text block of the first assistant message */
   char result_text[128], result_subtype[64], result_uuid[64], last_uuid[64];
   char session[64], model[64];
@@ -344,6 +345,7 @@ static void on_done(clink_client *c, int status, const clink_msg *result, void *
   t->status = status;
   t->seq = ++R.seq;
   t->state_at_done = clink_client_get_state(c);
+  t->nstates_at_done = R.nstates;
   if (result) {
     ck_assert_int_eq(clink_msg_get_kind(result), CLINK_MSG_RESULT);
     const char *text = clink_msg_result_text(result);
@@ -747,6 +749,24 @@ START_TEST(init_timeout_no_answer_close_from_connect_cb) {
   ck_assert_int_eq(R.state_at_connect, CLINK_CLIENT_ERROR);
   EXPECT_STATES(CLINK_CLIENT_CONNECTING, CLINK_CLIENT_ERROR, CLINK_CLIENT_CLOSING,
                 CLINK_CLIENT_CLOSED);
+}
+END_TEST
+
+/* A failed connect fails the turns queued meanwhile after the state is ERROR
+ * (and after its notification), so a callback that connects again starts
+ * afresh. */
+START_TEST(queued_turns_fail_after_error_state) {
+  env("FAKE_EXIT_IMMEDIATELY", "7");
+  new_client();
+  connect_async();
+  ck_assert_int_eq(query(0, "queued while connecting"), 0);
+  RUN_UNTIL(R.t[0].done == 1 && R.connects == 1);
+  ck_assert_int_eq(R.t[0].status, CLINK_EEXITED);
+  ck_assert_int_eq(R.t[0].state_at_done, CLINK_CLIENT_ERROR);
+  ck_assert_int_ge(R.t[0].nstates_at_done, 2);
+  ck_assert_int_eq(R.to[R.t[0].nstates_at_done - 1], CLINK_CLIENT_ERROR);
+  ck_assert_int_lt(R.connect_seq[0], R.t[0].seq); /* the connect's end first */
+  close_and_run();
 }
 END_TEST
 
@@ -2076,6 +2096,7 @@ int main(void) {
   tcase_add_test(tc, init_timeout_slow_answer);
   tcase_add_test(tc, init_timeout_no_answer_close_from_connect_cb);
   tcase_add_test(tc, exit_during_connect);
+  tcase_add_test(tc, queued_turns_fail_after_error_state);
 
   TC("turns", 20);
   tcase_add_test(tc, one_query_delivers_every_message);

@@ -1230,11 +1230,45 @@ END_TEST
 
 /* -------------------------------------------------------------------- main */
 
+
+/* Blocks in any order give the same answers (the cursor that makes an
+ * in-order walk O(n) is only a cache). */
+START_TEST(blocks_in_any_order) {
+  char line[8192];
+  size_t n = (size_t)snprintf(line, sizeof(line),
+                              "{\"type\":\"assistant\",\"message\":{\"content\":[");
+  for (int i = 0; i < 50; i++)
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "%s{\"type\":\"text\",\"text\":\"b%d\"}",
+                          i ? "," : "", i);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, "]}}");
+  clink_msg *m;
+  ck_assert_int_eq(clink_msg_parse(&m, line, n), 0);
+  ck_assert_uint_eq(clink_msg_block_count(m), 50);
+  char want[16];
+  for (int i = 0; i < 50; i++) {
+    snprintf(want, sizeof(want), "b%d", i);
+    ck_assert_str_eq(clink_msg_block_text(m, (size_t)i), want);
+  }
+  for (int i = 49; i >= 0; i--) {
+    snprintf(want, sizeof(want), "b%d", i);
+    ck_assert_str_eq(clink_msg_block_text(m, (size_t)i), want);
+  }
+  for (int k = 0; k < 200; k++) {
+    int i = (k * 37 + 11) % 50;
+    snprintf(want, sizeof(want), "b%d", i);
+    ck_assert_str_eq(clink_msg_block_text(m, (size_t)i), want);
+  }
+  ck_assert_ptr_null(clink_msg_block_text(m, 50));
+  clink_msg_unref(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("message");
 
   TCase *tc = tcase_create("kinds");
   tcase_add_test(tc, system_init);
+  tcase_add_test(tc, blocks_in_any_order);
   tcase_add_test(tc, system_api_retry);
   tcase_add_test(tc, assistant_text);
   tcase_add_test(tc, assistant_tool_use);

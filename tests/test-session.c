@@ -631,6 +631,47 @@ START_TEST(random_sequences_keep_the_invariants) {
 }
 END_TEST
 
+
+/* Inbound requests waiting for the host are bounded: past the limit the CLI
+ * gets an error answer at once (never silence), the host hears nothing. */
+START_TEST(inbound_requests_are_bounded) {
+  ck_assert_int_eq(clink_options_set_max_inbound_requests(R.o, 2), 0);
+  clink__session_free(R.s);
+  ck_assert_int_eq(clink__session_new(&R.s, R.o, send_line, NULL, NULL), 0);
+  R.now = 1000;
+  ck_assert_int_eq(clink__session_connect(R.s, NULL, NULL, R.now), 0);
+  char line[256];
+  snprintf(line, sizeof(line),
+           "{\"type\":\"control_response\",\"response\":{\"subtype\":\"success\","
+           "\"request_id\":\"%s\",\"response\":{}}}", sent_request_id());
+  clink__session_recv_line(R.s, line, strlen(line), R.now);
+  drain();
+  for (int i = 0; i < 3; i++) {
+    snprintf(line, sizeof(line),
+             "{\"type\":\"control_request\",\"request_id\":\"r%d\",\"request\":"
+             "{\"subtype\":\"can_use_tool\",\"tool_name\":\"Bash\",\"input\":{}}}", i);
+    size_t sent = R.sent;
+    clink__session_recv_line(R.s, line, strlen(line), R.now);
+    drain();
+    ck_assert_uint_eq(R.sent, sent + (i == 2)); /* the third: answered at once */
+  }
+  ck_assert_int_eq(R.requests, 2);
+  ck_assert_ptr_nonnull(strstr(R.last_sent, "\"request_id\":\"r2\""));
+  ck_assert_ptr_nonnull(strstr(R.last_sent, "\"subtype\":\"error\""));
+  ck_assert_uint_eq(clink__session_error_count(R.s, CLINK_ETOO_MANY_REQUESTS), 1);
+  /* Answering frees room. */
+  ck_assert_int_eq(clink_request_deny(R.held[0], "no", 0), 0);
+  R.held[0] = NULL;
+  clink__session_recv_line(R.s, "{\"type\":\"control_request\",\"request_id\":\"r3\","
+                                "\"request\":{\"subtype\":\"can_use_tool\",\"input\":{}}}",
+                           strlen("{\"type\":\"control_request\",\"request_id\":\"r3\","
+                                  "\"request\":{\"subtype\":\"can_use_tool\",\"input\":{}}}"),
+                           R.now);
+  drain();
+  ck_assert_int_eq(R.requests, 3);
+}
+END_TEST
+
 /* "Never" never wraps: a connect timeout of CLINK_NEVER has no deadline. */
 START_TEST(never_timeouts_have_no_deadline) {
   ck_assert_int_eq(clink_options_set_connect_timeout_ms(R.o, CLINK_NEVER), 0);
@@ -668,6 +709,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, random_sequences_keep_the_invariants, 0, 4);
   tcase_add_test(tc, never_timeouts_have_no_deadline);
+  tcase_add_test(tc, inbound_requests_are_bounded);
   suite_add_tcase(s, tc);
   return clink_test_run(s);
 }

@@ -509,11 +509,25 @@ const struct cJSON *clink_msg_json(const clink_msg *msg) {
 
 /* --------------------------------------------------------------- blocks */
 
+/* Blocks are a list: a cursor remembers the last one reached, so walking
+ * them in order (the usual loop over 0..count) is O(n), not O(n^2). The
+ * cursor is a cache: reading a message stays a const operation. */
 static const cJSON *block_at(const clink_msg *m, size_t i) {
   if (m == NULL || i >= m->block_count) return NULL;
   if (m->first_block == NULL) return m->content; /* string content */
+  clink_msg *w = (clink_msg *)m;
   const cJSON *b = m->first_block;
-  while (i-- > 0) b = b->next;
+  size_t at = 0;
+  if (m->cursor && m->cursor_index <= i) {
+    b = m->cursor;
+    at = m->cursor_index;
+  }
+  while (at < i) {
+    b = b->next;
+    at++;
+  }
+  w->cursor = b;
+  w->cursor_index = i;
   return b;
 }
 

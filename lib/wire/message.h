@@ -41,6 +41,8 @@ struct clink_msg {
   const cJSON *content;
   const cJSON *first_block; /* first array element (array content only) */
   size_t block_count;
+  const cJSON *cursor;      /* the block last reached (see block_at) */
+  size_t cursor_index;
 
   /* control_request: "request"; control_response: "response". */
   const cJSON *control;
