@@ -540,6 +540,9 @@ CLINK_EXTERN const char *clink_client_last_error(const clink_client *client);
 CLINK_EXTERN int clink_client_pid(const clink_client *client);
 /* Turns running or queued (0: the client is idle). */
 CLINK_EXTERN size_t clink_client_turns_pending(const clink_client *client);
+/* Turns that ended so far, ok or failed (cheaper than the metrics: for
+ * schedulers that only watch for change). */
+CLINK_EXTERN uint64_t clink_client_turns_done(const clink_client *client);
 
 /* Per-client counters. struct_size must be set by the caller (ABI growth). */
 typedef struct clink_client_metrics {

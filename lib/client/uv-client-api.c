@@ -136,6 +136,7 @@ const char *clink_client_last_error(const clink_client *c) {
 size_t clink_client_turns_pending(const clink_client *c) {
   return clink__session_turns_pending(c->s);
 }
+uint64_t clink_client_turns_done(const clink_client *c) { return clink__session_turns_done(c->s); }
 
 int clink_client_get_metrics(const clink_client *c, clink_client_metrics *out) {
   if (c == NULL) return UV_EINVAL;

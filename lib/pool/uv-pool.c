@@ -133,10 +133,7 @@ static clink_client_metrics member_metrics(const pool_member *m) {
   return cm;
 }
 
-uint64_t clink__pool_member_turns(const pool_member *m) {
-  clink_client_metrics cm = member_metrics(m);
-  return cm.turns_ok + cm.turns_failed;
-}
+uint64_t clink__pool_member_turns(const pool_member *m) { return clink_client_turns_done(m->c); }
 
 double clink__pool_member_score(const pool_member *m, uint64_t now) {
   clink_client_metrics cm = member_metrics(m);

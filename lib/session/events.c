@@ -25,7 +25,7 @@ clink__misc_ev *clink__sess_push_misc(clink__session *s, int kind) {
   memset(&e->ev, 0, sizeof(e->ev));
   e->ev.kind = (unsigned char)kind;
   e->ev.home = EV_HOME_MISC;
-  e->detail[0] = '\0';
+  e->detail = NULL;
   clink__sess_push(s, &e->ev);
   return e;
 }
@@ -69,7 +69,14 @@ int clink__session_next_event(clink__session *s, clink__ev_out *out) {
   switch (ev->home) {
     case EV_HOME_MISC: {
       clink__misc_ev *m = CLINK__CONTAINER_OF(ev, clink__misc_ev, ev);
-      memcpy(out->detail, m->detail, sizeof(out->detail));
+      if (m->detail) {
+        size_t n = strlen(m->detail);
+        if (n >= sizeof(out->detail)) n = sizeof(out->detail) - 1;
+        memcpy(out->detail, m->detail, n);
+        out->detail[n] = '\0';
+        clink__free(m->detail);
+        m->detail = NULL;
+      }
       m->free_next = s->misc_free;
       s->misc_free = m;
       break;

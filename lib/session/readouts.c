@@ -76,3 +76,7 @@ uint64_t clink__session_error_count(const clink__session *s, int err) {
 const char *clink__session_resume_id(const clink__session *s) {
   return s->resume_lost ? NULL : s->session_id;
 }
+
+uint64_t clink__session_turns_done(const clink__session *s) {
+  return s->m.turns_ok + s->m.turns_failed;
+}

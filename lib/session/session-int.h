@@ -35,12 +35,13 @@ typedef struct clink__evn {
 typedef struct clink__misc_ev {
   clink__evn ev;
   struct clink__misc_ev *free_next;
-  char detail[CLINK__EV_DETAIL];
+  char *detail; /* ERROR only, on the heap: errors are rare, sessions many */
 } clink__misc_ev;
 
 /* Enough for what one input can cause between two drains (at most a few
- * each; the driver drains after every loop-side input). */
-#define CLINK__MISC_EVENTS 32
+ * each; the driver drains after every loop-side input). Small: every idle
+ * session carries them. */
+#define CLINK__MISC_EVENTS 16
 
 typedef struct clink__turn {
   clink__evn done; /* its completion */

@@ -53,7 +53,8 @@ void clink__sess_error(clink__session *s, int err, const char *detail) {
   clink__misc_ev *e = clink__sess_push_misc(s, CLINK__EV_ERROR);
   if (e == NULL) return;
   e->ev.status = err;
-  snprintf(e->detail, sizeof(e->detail), "%s", detail ? detail : "");
+  /* Without memory the event still goes, without its detail. */
+  e->detail = clink__strdup(detail ? detail : "");
 }
 
 void clink__sess_fatal(clink__session *s, int err) {

@@ -190,6 +190,7 @@ const char *clink__session_last_error_result(const clink__session *s);
 /* The exit that came was caused by our kill of a hung CLI: why (0: no). */
 int clink__session_kill_cause(const clink__session *s);
 size_t clink__session_turns_pending(const clink__session *s);
+uint64_t clink__session_turns_done(const clink__session *s);
 /* Counts an error in the metrics (the driver's own failures). */
 void clink__session_count_error(clink__session *s, int err);
 int clink__session_get_metrics(const clink__session *s, uint64_t now,
