@@ -1,12 +1,14 @@
 /* The subprocess transport against the fake CLI. No sleeps: every test runs
  * the loop until nothing is left and then counts what happened. */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +27,9 @@ typedef struct rec {
   int term_signal;
   int write_ok, write_err, last_write_status;
   int close_on_line, close_on_exit, close_on_write, close_on_drain;
+  int close_on_write_error, write_on_line, stop_on_result, trim_on_result;
+  int trim_rc;
+  size_t heap_at_result;
   uint64_t total_len;
   char first_prefix[80];
 } rec;
@@ -40,6 +45,17 @@ static int has(const char *line, size_t len, const char *needle) {
   return memmem(line, len, needle, strlen(needle)) != NULL;
 }
 
+static void on_write(void *ud, int status) {
+  rec *r = ud;
+  if (status == 0)
+    r->write_ok++;
+  else
+    r->write_err++;
+  r->last_write_status = status;
+  if (r->close_on_write && status == 0) do_close(r);
+  if (r->close_on_write_error && status != 0) do_close(r);
+}
+
 static void on_line(void *ud, const char *line, size_t len) {
   rec *r = ud;
   r->lines++;
@@ -48,6 +64,13 @@ static void on_line(void *ud, const char *line, size_t len) {
   if (has(line, len, "\"type\":\"control_response\"")) r->control_responses++;
   if (has(line, len, "\"subtype\":\"init\"")) r->inits++;
   ck_assert_ptr_null(memchr(line, '\n', len));
+  if (r->write_on_line && r->lines == r->write_on_line)
+    ck_assert_int_eq(clink__transport_write(r->t, "{}", 2, on_write, r), 0);
+  if (has(line, len, "\"type\":\"result\"")) {
+    r->heap_at_result = clink__transport_heap_bytes(r->t);
+    if (r->trim_on_result) r->trim_rc = clink__transport_trim(r->t);
+    if (r->stop_on_result) uv_stop(&r->loop);
+  }
   if (r->close_on_line && r->lines == r->close_on_line) do_close(r);
 }
 
@@ -75,14 +98,19 @@ static void on_exit_cb(void *ud, int64_t status, int sig) {
   if (r->close_on_exit) do_close(r);
 }
 
-static void on_write(void *ud, int status) {
-  rec *r = ud;
-  if (status == 0)
-    r->write_ok++;
-  else
-    r->write_err++;
-  r->last_write_status = status;
-  if (r->close_on_write && status == 0) do_close(r);
+
+/* ------------------------------------------------------------ interposed */
+
+/* uv_poll_stop() that changes errno, as an epoll_ctl() failure inside it
+ * would: the write path must have saved the errno it reports. */
+static int clobber_errno;
+
+int uv_poll_stop(uv_poll_t *h) {
+  static int (*real)(uv_poll_t *);
+  if (real == NULL) *(void **)&real = dlsym(RTLD_NEXT, "uv_poll_stop");
+  int rc = real(h);
+  if (clobber_errno) errno = EBADF;
+  return rc;
 }
 
 static const clink__transport_cbs CBS = {on_line, on_line_error, on_stderr_line, on_drain,
@@ -390,6 +418,72 @@ START_TEST(exec_shim_passes_argv_and_env) {
 }
 END_TEST
 
+/* ------------------------------------------------------------- memory */
+
+/* An idle session gives back what a big line made it take (a turn carried
+ * an 8 MB tool result): the trim asked for from the line callback happens as
+ * soon as that callback returns. */
+START_TEST(trim_after_an_8mb_line_gives_memory_back) {
+  fake_env("FAKE_LONG_LINE", "8000000");
+  ck_assert_int_eq(spawn(), 0);
+  size_t heap0 = clink__transport_heap_bytes(R.t);
+  send_line(INIT_LINE);
+  send_line(USER_LINE);
+  R.stop_on_result = 1;
+  R.trim_on_result = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.results, 1);
+  ck_assert_uint_gt(R.heap_at_result, 8000000);
+  ck_assert_int_eq(R.trim_rc, UV_EBUSY); /* from a line callback: deferred */
+  size_t heap1 = clink__transport_heap_bytes(R.t);
+  printf("transport heap: %zu B at start, %zu B after the 8 MB line, %zu B after trim\n", heap0,
+         R.heap_at_result, heap1);
+  ck_assert_uint_le(heap1, 16 * 1024);
+  ck_assert_uint_eq(heap1, heap0);
+
+  /* The next turn works, and a trim from outside any callback is at once. */
+  R.trim_on_result = 0;
+  send_line(USER_LINE);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.results, 2);
+  ck_assert_uint_gt(clink__transport_heap_bytes(R.t), 8000000);
+  ck_assert_int_eq(clink__transport_trim(R.t), 0);
+  ck_assert_uint_eq(clink__transport_heap_bytes(R.t), heap0);
+  do_close(&R);
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- writes */
+
+static char script_path[64];
+
+/* The CLI closed its stdin but lives on: the write fails with EPIPE, and
+ * says so even when uv_poll_stop() changes errno on the way. */
+START_TEST(write_error_keeps_its_errno) {
+  strcpy(script_path, "/tmp/clink-cli-XXXXXX");
+  int fd = mkstemp(script_path);
+  ck_assert_int_ge(fd, 0);
+  static const char sh[] = "#!/bin/sh\nexec 0<&-\necho '{\"type\":\"ready\"}'\nexec sleep 1000\n";
+  ck_assert_int_eq(write(fd, sh, sizeof(sh) - 1), (ssize_t)sizeof(sh) - 1);
+  ck_assert_int_eq(fchmod(fd, 0700), 0);
+  close(fd);
+  ck_assert_int_eq(clink_options_set_cli_path(opts, script_path), 0);
+  ck_assert_int_eq(clink_options_set_close_grace_ms(opts, 20, 2000), 0);
+  ck_assert_int_eq(spawn(), 0);
+  R.write_on_line = 1; /* its stdin is closed by then */
+  R.close_on_write_error = 1;
+  clobber_errno = 1;
+  uv_run(&R.loop, UV_RUN_DEFAULT);
+  clobber_errno = 0;
+  unlink(script_path);
+  ck_assert_int_eq(R.write_err, 1);
+  ck_assert_msg(R.last_write_status == UV_EPIPE, "%s", clink_err_name(R.last_write_status));
+  ck_assert_int_eq(R.closes, 1);
+}
+END_TEST
+
 static int count_fds(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");
@@ -511,6 +605,13 @@ int main(void) {
   tcase_add_test(tc, close_cancels_pending_writes_and_is_deferred);
   tcase_add_test(tc, close_from_line_callback_stops_delivery);
   tcase_add_test(tc, write_queue_limit_and_drain);
+  tcase_add_test(tc, write_error_keeps_its_errno);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("memory");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, trim_after_an_8mb_line_gives_memory_back);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("lifetime");

@@ -24,7 +24,11 @@ typedef struct clink__transport clink__transport;
 typedef struct clink__transport_cbs {
   /* One complete stdout line, borrowed until return. */
   void (*on_line)(void *ud, const char *line, size_t len);
-  /* A stdout line exceeded max_line_bytes and was skipped. */
+  /* A stdout line was skipped: err is CLINK_ELINE_TOO_LONG (it exceeded
+   * max_line_bytes) or UV_ENOMEM (no memory to hold it; the stream goes on
+   * with the next line). prefix holds its first bytes, total_len its length.
+   * UV_ENOMEM with total_len 0: stdout could not be read at all; the process
+   * is then killed, so its exit follows. */
   void (*on_line_error)(void *ud, int err, const char *prefix, size_t prefix_len,
                         uint64_t total_len);
   /* One stderr line (optional). */
@@ -69,6 +73,19 @@ int clink__transport_close(clink__transport *t, clink__transport_close_cb cb,
 /* Signals the child's process group now (a hung CLI); its exit is then
  * reported through on_exit as usual. CLINK_EEXITED if it already exited. */
 int clink__transport_kill(clink__transport *t, int sig);
+
+/* Gives back the memory a big line left behind (call it when a turn ends):
+ * the stdout and stderr buffers go back to their initial capacity and the
+ * read size to its minimum. Returns 0 when done; UV_EBUSY when a partial line
+ * is pending or when called from a line callback: the trim then happens as
+ * soon as it can (after the callback returns, once the line is complete);
+ * UV_ENOMEM when the smaller allocation failed (nothing lost, retried on the
+ * next read). Callable from any callback. */
+int clink__transport_trim(clink__transport *t);
+
+/* Heap the transport holds now (struct, read buffers, stderr tail, queued
+ * writes); libuv's own allocations not included. */
+size_t clink__transport_heap_bytes(const clink__transport *t);
 
 int clink__transport_pid(const clink__transport *t);
 /* Copies the stderr tail (NUL-terminated); returns its length. */

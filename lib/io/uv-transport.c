@@ -67,6 +67,9 @@ struct clink__transport {
   unsigned exit_reported : 1;
   unsigned closing : 1;
   unsigned finishing : 1;
+  unsigned delivering : 1; /* inside framer commit/finish: buffers in use */
+  unsigned trim_wanted : 1;
+  unsigned tail_lost : 1; /* stderr bytes missed the tail (no memory) */
   enum close_phase phase;
   int64_t exit_status;
   int term_signal;
@@ -80,6 +83,7 @@ struct clink__transport {
 
 static void finish_close(clink__transport *t);
 static void maybe_report_exit(clink__transport *t);
+static void signal_child(clink__transport *t, int sig);
 
 /* ---------------------------------------------------------------- memory */
 
@@ -109,6 +113,69 @@ static void close_handle(clink__transport *t, uv_handle_t *h) {
   uv_close(h, on_handle_closed);
 }
 
+/* ------------------------------------------------------------ reading */
+
+/* Offers the framer's free space to the next read. When memory is short the
+ * read first falls back to the smallest size; if the pending line alone then
+ * fills the buffer, that line is given up (reported with UV_ENOMEM once it
+ * ends, see clink__framer_drop()) so that reading goes on. Never an EOF,
+ * never a stalled stream. */
+static void reserve_read(clink__framer *f, size_t *offered, uv_buf_t *buf) {
+  char *p;
+  size_t len;
+  int rc = clink__framer_reserve(f, &p, &len);
+  if (rc != 0) {
+    f->min_read = f->init_min_read;
+    rc = clink__framer_reserve(f, &p, &len);
+  }
+  if (rc != 0) {
+    clink__framer_drop(f, UV_ENOMEM);
+    rc = clink__framer_reserve(f, &p, &len);
+  }
+  if (rc != 0) {
+    buf->base = NULL; /* libuv reports UV_ENOBUFS */
+    buf->len = 0;
+    return;
+  }
+  if (len > UINT_MAX) len = UINT_MAX;
+  *offered = len;
+  *buf = uv_buf_init(p, (unsigned int)len);
+}
+
+/* A read that filled all the space offered: the next one gets more. */
+static void note_read(clink__framer *f, size_t offered, size_t n) {
+  if (n == offered && f->min_read < READ_MAX) f->min_read *= 2;
+}
+
+static int trim_now(clink__transport *t) {
+  int a = clink__framer_shrink(&t->out_framer);
+  int b = clink__framer_shrink(&t->err_framer);
+  if (a == 0 && b == 0) t->trim_wanted = 0;
+  return a != 0 ? a : b;
+}
+
+/* Line callbacks run inside commit/finish, with lines pointing into the
+ * framer's buffer: a trim asked for there waits until they return. */
+static void commit_read(clink__transport *t, clink__framer *f, size_t n) {
+  t->delivering = 1;
+  clink__framer_commit(f, n);
+  t->delivering = 0;
+  if (t->trim_wanted && !t->closing) trim_now(t);
+}
+
+static void finish_stream(clink__transport *t, clink__framer *f) {
+  t->delivering = 1;
+  clink__framer_finish(f);
+  t->delivering = 0;
+}
+
+/* No buffer at all for a stream (only if even the initial one is gone):
+ * nothing can be read on, and a child that cannot write would wait forever.
+ * End the process so that its exit is reported. */
+static void stream_unreadable(clink__transport *t) {
+  signal_child(t, SIGKILL);
+}
+
 /* --------------------------------------------------------------- stdout */
 
 static void on_out_line(void *ud, const char *line, size_t len) {
@@ -126,25 +193,6 @@ static void on_out_line_error(void *ud, int err, const char *prefix, size_t plen
   if (t->closing) clink__framer_stop(&t->out_framer);
 }
 
-/* Offers the framer's free space to the next read. */
-static void reserve_read(clink__framer *f, size_t *offered, uv_buf_t *buf) {
-  char *p;
-  size_t len;
-  if (clink__framer_reserve(f, &p, &len) != 0) {
-    buf->base = NULL; /* libuv reports UV_ENOBUFS */
-    buf->len = 0;
-    return;
-  }
-  if (len > UINT_MAX) len = UINT_MAX;
-  *offered = len;
-  *buf = uv_buf_init(p, (unsigned int)len);
-}
-
-/* A read that filled all the space offered: the next one gets more. */
-static void note_read(clink__framer *f, size_t offered, size_t n) {
-  if (n == offered && f->min_read < READ_MAX) f->min_read *= 2;
-}
-
 static void alloc_out(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   clink__transport *t = h->data;
   reserve_read(&t->out_framer, &t->out_offered, buf);
@@ -156,13 +204,20 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     note_read(&t->out_framer, t->out_offered, (size_t)n);
     /* While closing, keep draining so the child never blocks on a full pipe,
      * but deliver nothing. */
-    if (!t->closing) clink__framer_commit(&t->out_framer, (size_t)n);
+    if (!t->closing) commit_read(t, &t->out_framer, (size_t)n);
     return;
   }
   if (n == 0) return;
   uv_read_stop(s);
   t->out_eof = 1;
-  if (!t->closing) clink__framer_finish(&t->out_framer);
+  if (n == UV_ENOBUFS) {
+    /* Not an end of stream: say so. */
+    if (!t->closing && t->cbs.on_line_error != NULL)
+      t->cbs.on_line_error(t->ud, UV_ENOMEM, "", 0, 0);
+    stream_unreadable(t);
+  } else if (!t->closing) {
+    finish_stream(t, &t->out_framer);
+  }
   maybe_report_exit(t);
 }
 
@@ -170,7 +225,10 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void tail_append(clink__transport *t, const char *p, size_t n) {
   /* Allocated on first use: most CLIs never write to stderr. */
-  if (t->tail == NULL && (t->tail = malloc(t->tail_cap)) == NULL) return;
+  if (t->tail == NULL && (t->tail = malloc(t->tail_cap)) == NULL) {
+    t->tail_lost = 1; /* said by clink__transport_stderr_tail() */
+    return;
+  }
   if (n >= t->tail_cap) {
     memcpy(t->tail, p + n - t->tail_cap, t->tail_cap);
     t->tail_pos = 0;
@@ -185,21 +243,29 @@ static void tail_append(clink__transport *t, const char *p, size_t n) {
   t->tail_len = t->tail_len + n > t->tail_cap ? t->tail_cap : t->tail_len + n;
 }
 
+#define TAIL_LOST_NOTE "(stderr incomplete: out of memory) "
+
 size_t clink__transport_stderr_tail(const clink__transport *t, char *buf, size_t len) {
   if (len == 0) return 0;
-  if (t->tail == NULL) {
-    buf[0] = '\0';
-    return 0;
+  size_t at = 0;
+  if (t->tail_lost) {
+    at = sizeof(TAIL_LOST_NOTE) - 1 < len - 1 ? sizeof(TAIL_LOST_NOTE) - 1 : len - 1;
+    memcpy(buf, TAIL_LOST_NOTE, at);
   }
-  size_t n = t->tail_len < len - 1 ? t->tail_len : len - 1;
+  if (t->tail == NULL) {
+    buf[at] = '\0';
+    return at;
+  }
+  size_t room = len - 1 - at;
+  size_t n = t->tail_len < room ? t->tail_len : room;
   /* The newest n bytes end at tail_pos. */
   size_t start = (t->tail_pos + t->tail_cap - n) % t->tail_cap;
   size_t first = t->tail_cap - start;
   if (first > n) first = n;
-  memcpy(buf, t->tail + start, first);
-  memcpy(buf + first, t->tail, n - first);
-  buf[n] = '\0';
-  return n;
+  memcpy(buf + at, t->tail + start, first);
+  memcpy(buf + at + first, t->tail, n - first);
+  buf[at + n] = '\0';
+  return at + n;
 }
 
 static void on_err_line(void *ud, const char *line, size_t len) {
@@ -219,14 +285,30 @@ static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n > 0) {
     note_read(&t->err_framer, t->err_offered, (size_t)n);
     tail_append(t, buf->base, (size_t)n);
-    if (!t->closing) clink__framer_commit(&t->err_framer, (size_t)n);
+    if (!t->closing) commit_read(t, &t->err_framer, (size_t)n);
     return;
   }
   if (n == 0) return;
   uv_read_stop(s);
   t->err_eof = 1;
-  if (!t->closing) clink__framer_finish(&t->err_framer);
+  if (n == UV_ENOBUFS)
+    stream_unreadable(t);
+  else if (!t->closing)
+    finish_stream(t, &t->err_framer);
   maybe_report_exit(t);
+}
+
+int clink__transport_trim(clink__transport *t) {
+  if (t == NULL) return UV_EINVAL;
+  if (t->closing) return 0; /* everything is freed soon */
+  t->trim_wanted = 1;
+  if (t->delivering) return UV_EBUSY;
+  return trim_now(t);
+}
+
+size_t clink__transport_heap_bytes(const clink__transport *t) {
+  return sizeof(*t) + t->out_framer.cap + t->err_framer.cap + (t->tail ? t->tail_cap : 0) +
+         t->wq_bytes + t->wq_lines * sizeof(wreq);
 }
 
 /* --------------------------------------------------------------- writes */
@@ -276,13 +358,13 @@ static void flush_writes(clink__transport *t) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t sent = sendmsg(t->in_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      int err = errno; /* before poll_stop(), which may change errno */
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
       t->in_broken = 1;
       poll_stop(t);
       /* libuv codes are -errno on Unix. */
-      wq_pop_all(t, errno == EPIPE || errno == ECONNRESET ? write_error_status(t)
-                                                           : (-errno));
+      wq_pop_all(t, err == EPIPE || err == ECONNRESET ? write_error_status(t) : -err);
       return;
     }
     size_t left = (size_t)sent;
@@ -541,6 +623,9 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     rc = (-errno);
+    if (errbuf != NULL && errlen > 0)
+      snprintf(errbuf, errlen, "failed to start %s: its stdin: %s", spec->file,
+               clink_strerror(rc));
     transport_free(t);
     return rc;
   }
