@@ -1,5 +1,6 @@
 #include "io/transport.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -7,9 +8,26 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#if __has_include(<sys/pidfd.h>)
+#include <sys/pidfd.h>
+#define HAVE_PIDFD_WRAPPERS 1
+#endif
+#endif
 
+#include "base/deadline.h"
 #include "wire/framer.h"
 #include "base/internal.h"
+
+/* pidfd signalling of a whole process group: Linux 6.9. */
+#if defined(__linux__) && (defined(HAVE_PIDFD_WRAPPERS) || \
+                           (defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)))
+#define HAVE_PIDFD 1
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1U << 2)
+#endif
+#endif
 
 /* After the child exits, how long stdout/stderr may stay open (a grandchild
  * holding them) before the exit is reported anyway. */
@@ -24,6 +42,10 @@
 #define READ_MIN ((size_t)1024)
 #define READ_MAX ((size_t)64 * 1024)
 #define WRITE_IOV_MAX 64
+/* After the CLI exits, how often we look whether the rest of its process
+ * group is gone (backing off from the first to the last). */
+#define GROUP_POLL_FIRST_MS 1
+#define GROUP_POLL_MAX_MS 100
 
 typedef struct wreq {
   struct wreq *next;
@@ -35,6 +57,8 @@ typedef struct wreq {
 } wreq;
 
 enum close_phase { PHASE_NONE, PHASE_EOF, PHASE_TERM, PHASE_KILL };
+/* The rest of the process group once the CLI itself has exited. */
+enum group_state { GROUP_LIVE, GROUP_TERM, GROUP_DONE };
 
 struct clink__transport {
   uv_loop_t *loop;
@@ -44,7 +68,9 @@ struct clink__transport {
   uv_poll_t in_poll;
   uv_timer_t timer; /* exit EOF wait, then close escalation */
   uv_timer_t defer; /* runs close work on the next loop turn */
+  uv_timer_t group_timer; /* the process group after the CLI's exit */
   int in_fd;        /* parent end of the stdin socketpair */
+  int pidfd;        /* the CLI's pidfd, -1 when group pidfd signals are unsupported */
   int handles_open;
 
   clink__framer out_framer;
@@ -67,10 +93,14 @@ struct clink__transport {
   unsigned exit_reported : 1;
   unsigned closing : 1;
   unsigned finishing : 1;
+  unsigned term_sent : 1; /* SIGTERM went to the group */
+  unsigned kill_sent : 1; /* SIGKILL went to the group */
   unsigned delivering : 1; /* inside framer commit/finish: buffers in use */
   unsigned trim_wanted : 1;
   unsigned tail_lost : 1; /* stderr bytes missed the tail (no memory) */
   enum close_phase phase;
+  enum group_state group;
+  uint64_t term_sent_at, group_kill_at, group_poll_ms;
   int64_t exit_status;
   int term_signal;
   uint64_t eof_grace_ms, term_grace_ms;
@@ -81,9 +111,9 @@ struct clink__transport {
   void *close_ud;
 };
 
-static void finish_close(clink__transport *t);
+static void maybe_finish_close(clink__transport *t);
 static void maybe_report_exit(clink__transport *t);
-static void signal_child(clink__transport *t, int sig);
+static int send_signal(clink__transport *t, int sig);
 
 /* ---------------------------------------------------------------- memory */
 
@@ -93,6 +123,7 @@ static void transport_free(clink__transport *t) {
     clink__free(w);
   }
   if (t->in_fd >= 0) close(t->in_fd);
+  if (t->pidfd >= 0) close(t->pidfd);
   clink__framer_free(&t->out_framer);
   clink__framer_free(&t->err_framer);
   clink__free(t->tail);
@@ -111,6 +142,12 @@ static void on_handle_closed(uv_handle_t *h) {
 static void close_handle(clink__transport *t, uv_handle_t *h) {
   if (h->data == NULL || uv_is_closing(h)) return;
   uv_close(h, on_handle_closed);
+}
+
+/* Arms a one-shot timer; CLINK__NEVER leaves it stopped. */
+static void arm(uv_timer_t *timer, uv_timer_cb cb, uint64_t ms) {
+  uv_timer_stop(timer);
+  if (ms != CLINK__NEVER) uv_timer_start(timer, cb, ms, 0);
 }
 
 /* ------------------------------------------------------------ reading */
@@ -173,7 +210,7 @@ static void finish_stream(clink__transport *t, clink__framer *f) {
  * nothing can be read on, and a child that cannot write would wait forever.
  * End the process so that its exit is reported. */
 static void stream_unreadable(clink__transport *t) {
-  signal_child(t, SIGKILL);
+  if (t->spawned && !t->exited) send_signal(t, SIGKILL);
 }
 
 /* --------------------------------------------------------------- stdout */
@@ -466,6 +503,185 @@ void clink__transport_write_queue(const clink__transport *t, size_t *bytes,
 
 int clink__transport_pid(const clink__transport *t) { return t->proc.pid; }
 
+/* --------------------------------------------------------- process group */
+
+/* The CLI leads its own session and process group (UV_PROCESS_DETACHED: the
+ * child calls setsid(), so pgid == pid, and a session leader can never move
+ * to another group); the helpers it starts (MCP servers, Bash tool children)
+ * inherit the group. Every signal goes to the whole group, once: the leader
+ * is in it.
+ *
+ * A group id may be signalled only while it cannot name somebody else's
+ * group. While the CLI is unreaped its pid, so the group id, is taken. Once
+ * libuv has reaped it the id stays taken only while the group has members:
+ * when the last one is gone the kernel may give the number to a new process,
+ * which may lead a group of its own. So after the CLI's exit:
+ * - with a pidfd (Linux >= 6.9), opened at spawn while the CLI was surely
+ *   unreaped, pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP) reaches the group
+ *   of that very process and nothing else (a reused number is another struct
+ *   pid): SIGTERM, then SIGKILL after term_grace_ms unless the group is gone
+ *   first;
+ * - without one, the group gets one SIGTERM from the exit callback, in the
+ *   loop iteration in which libuv reaped the CLI (a freed pid number comes
+ *   back only after the allocator has gone round all of pid_max, which takes
+ *   far longer than that), and never a later signal: helpers that ignore
+ *   SIGTERM then survive. */
+
+#ifdef HAVE_PIDFD
+static int sys_pidfd_open(int pid) {
+#ifdef HAVE_PIDFD_WRAPPERS
+  return pidfd_open(pid, 0);
+#else
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+}
+
+static int sys_pidfd_group_signal(int fd, int sig) {
+#ifdef HAVE_PIDFD_WRAPPERS
+  return pidfd_send_signal(fd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP);
+#else
+  return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP);
+#endif
+}
+#endif
+
+/* -1 when group signals through a pidfd are not available (old kernel,
+ * valgrind, no fd left): the fallback above applies. */
+static int open_group_pidfd(int pid) {
+#ifdef HAVE_PIDFD
+  int fd = sys_pidfd_open(pid);
+  if (fd < 0) return -1;
+  /* Signal 0 asks whether the kernel knows PIDFD_SIGNAL_PROCESS_GROUP. */
+  if (sys_pidfd_group_signal(fd, 0) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+#else
+  return -1;
+#endif
+}
+
+/* 0: sent (for signal 0: the group has members); UV_ESRCH: the group is
+ * empty; UV_ENOTSUP: there is no safe way to reach it any more. */
+static int signal_group(clink__transport *t, int sig) {
+  if (!t->spawned) return UV_ESRCH;
+#ifdef HAVE_PIDFD
+  if (t->pidfd >= 0) return sys_pidfd_group_signal(t->pidfd, sig) == 0 ? 0 : -errno;
+#endif
+  if (t->exited) return UV_ENOTSUP;
+  return uv_kill(-t->proc.pid, sig);
+}
+
+int clink__transport_group_signals_after_exit(const clink__transport *t) {
+  return t->pidfd >= 0;
+}
+
+static int send_signal(clink__transport *t, int sig) {
+  if (sig == SIGTERM) {
+    t->term_sent = 1;
+    t->term_sent_at = uv_now(t->loop);
+  } else if (sig == SIGKILL) {
+    t->kill_sent = 1;
+  }
+  return signal_group(t, sig);
+}
+
+/* Whether a process of group pgid still runs, as opposed to members that
+ * are dead but not yet reaped by their new parent (a container's init may
+ * never do that). Only decides whether to stop waiting; never whom to
+ * signal. 1 when unsure. */
+static int group_has_running(int pgid) {
+#ifdef __linux__
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 1;
+  int running = 0;
+  struct dirent *e;
+  while (!running && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp ...": comm may hold anything. */
+    char *p = strrchr(buf, ')');
+    char state;
+    int ppid, pgrp;
+    if (p != NULL && sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
+        state != 'Z' && state != 'X')
+      running = 1;
+  }
+  closedir(d);
+  return running;
+#else
+  return 1;
+#endif
+}
+
+static void group_done(clink__transport *t) {
+  t->group = GROUP_DONE;
+  uv_timer_stop(&t->group_timer);
+  if (t->pidfd >= 0) { /* nothing more to signal: give the fd back now */
+    close(t->pidfd);
+    t->pidfd = -1;
+  }
+  maybe_finish_close(t);
+}
+
+static void arm_group_poll(clink__transport *t);
+
+static void on_group_poll(uv_timer_t *timer) {
+  clink__transport *t = timer->data;
+  if (signal_group(t, 0) != 0 || !group_has_running(t->proc.pid)) {
+    group_done(t);
+    return;
+  }
+  if (uv_now(t->loop) >= t->group_kill_at) {
+    send_signal(t, SIGKILL);
+    group_done(t); /* SIGKILL cannot be ignored: nothing left to wait for */
+    return;
+  }
+  if (t->group_poll_ms < GROUP_POLL_MAX_MS) t->group_poll_ms *= 2;
+  if (t->group_poll_ms > GROUP_POLL_MAX_MS) t->group_poll_ms = GROUP_POLL_MAX_MS;
+  arm_group_poll(t);
+}
+
+static void arm_group_poll(clink__transport *t) {
+  uint64_t left = clink__until(t->group_kill_at, uv_now(t->loop));
+  uv_timer_start(&t->group_timer, on_group_poll, clink__earliest(t->group_poll_ms, left), 0);
+}
+
+/* From the exit callback, once: the rest of the CLI's group. */
+static void group_after_exit(clink__transport *t) {
+  if (t->kill_sent) { /* the whole group got SIGKILL already */
+    group_done(t);
+    return;
+  }
+  if (t->pidfd < 0) {
+    /* The fallback: the one moment the id is still safe (see above). */
+    if (!t->term_sent) uv_kill(-t->proc.pid, SIGTERM);
+    group_done(t);
+    return;
+  }
+  if (signal_group(t, 0) != 0) { /* nobody left: the usual case */
+    group_done(t);
+    return;
+  }
+  if (!t->term_sent) send_signal(t, SIGTERM);
+  t->group_kill_at = clink__deadline(t->term_sent_at, t->term_grace_ms);
+  if (t->group_kill_at == CLINK__NEVER) { /* never SIGKILL: nothing to wait for */
+    group_done(t);
+    return;
+  }
+  t->group = GROUP_TERM;
+  t->group_poll_ms = GROUP_POLL_FIRST_MS;
+  arm_group_poll(t);
+}
+
 /* ------------------------------------------------------------- exit path */
 
 static void report_exit(clink__transport *t) {
@@ -491,11 +707,10 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal) 
   t->exited = 1;
   t->exit_status = exit_status;
   t->term_signal = term_signal;
-  if (t->closing) {
-    uv_timer_stop(&t->timer);
-    if (t->phase != PHASE_NONE) finish_close(t);
-    return;
-  }
+  if (t->closing) uv_timer_stop(&t->timer);
+  /* First, in this very callback: the fallback relies on it. */
+  group_after_exit(t);
+  if (t->closing) return; /* group_after_exit() finishes the close */
   shut_input(t);
   wq_pop_all(t, CLINK_EEXITED);
   if (t->closing) return;
@@ -508,25 +723,16 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal) 
 
 /* ----------------------------------------------------------------- close */
 
-/* The child leads its own process group (setsid at spawn), so signalling the
- * group reaches its helpers too. Only done while it is unreaped, when its pid
- * (and so the group id) cannot have been reused. */
-static void signal_child(clink__transport *t, int sig) {
-  if (!t->spawned || t->exited) return;
-  uv_kill(-t->proc.pid, sig);
-  uv_process_kill(&t->proc, sig);
-}
-
 static void on_escalate(uv_timer_t *timer) {
   clink__transport *t = timer->data;
   if (t->exited) return;
   if (t->phase == PHASE_EOF) {
     t->phase = PHASE_TERM;
-    signal_child(t, SIGTERM);
-    uv_timer_start(&t->timer, on_escalate, t->term_grace_ms, 0);
+    send_signal(t, SIGTERM);
+    arm(&t->timer, on_escalate, t->term_grace_ms);
   } else if (t->phase == PHASE_TERM) {
     t->phase = PHASE_KILL;
-    signal_child(t, SIGKILL);
+    send_signal(t, SIGKILL);
     /* SIGKILL cannot be ignored; the exit callback ends the close. */
   }
 }
@@ -534,8 +740,7 @@ static void on_escalate(uv_timer_t *timer) {
 int clink__transport_kill(clink__transport *t, int sig) {
   if (t == NULL) return UV_EINVAL;
   if (!t->spawned || t->exited) return CLINK_EEXITED;
-  signal_child(t, sig);
-  return 0;
+  return send_signal(t, sig);
 }
 
 static void finish_close(clink__transport *t) {
@@ -548,6 +753,15 @@ static void finish_close(clink__transport *t) {
   close_handle(t, (uv_handle_t *)&t->in_poll);
   close_handle(t, (uv_handle_t *)&t->timer);
   close_handle(t, (uv_handle_t *)&t->defer);
+  close_handle(t, (uv_handle_t *)&t->group_timer);
+}
+
+/* The close ends once the close has started, the CLI is reaped (if it ever
+ * ran) and its group is dealt with. */
+static void maybe_finish_close(clink__transport *t) {
+  if (t->closing && t->phase != PHASE_NONE &&
+      (!t->spawned || (t->exited && t->group == GROUP_DONE)))
+    finish_close(t);
 }
 
 static void on_close_start(uv_timer_t *timer) {
@@ -557,11 +771,10 @@ static void on_close_start(uv_timer_t *timer) {
   shut_input(t);
   t->phase = PHASE_EOF;
   if (!t->spawned || t->exited) {
-    finish_close(t);
+    maybe_finish_close(t);
     return;
   }
-  uv_timer_stop(&t->timer);
-  uv_timer_start(&t->timer, on_escalate, t->eof_grace_ms, 0);
+  arm(&t->timer, on_escalate, t->eof_grace_ms);
 }
 
 int clink__transport_close(clink__transport *t, clink__transport_close_cb cb, void *ud) {
@@ -601,6 +814,7 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   if (t == NULL) return UV_ENOMEM;
   t->loop = loop;
   t->in_fd = -1;
+  t->pidfd = -1;
   t->cbs = *cbs;
   t->ud = ud;
   t->wq_max_bytes = spec->write_queue_bytes;
@@ -641,6 +855,8 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   init_handle(t, (uv_handle_t *)&t->timer);
   uv_timer_init(loop, &t->defer);
   init_handle(t, (uv_handle_t *)&t->defer);
+  uv_timer_init(loop, &t->group_timer);
+  init_handle(t, (uv_handle_t *)&t->group_timer);
   rc = uv_poll_init(loop, &t->in_poll, t->in_fd);
   if (rc == 0) init_handle(t, (uv_handle_t *)&t->in_poll);
 
@@ -667,13 +883,18 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
     /* uv_spawn needs a close even when it fails. */
     rc = uv_spawn(loop, &t->proc, &po);
     init_handle(t, (uv_handle_t *)&t->proc);
-    if (rc != 0 && errbuf != NULL && errlen > 0)
-      snprintf(errbuf, errlen, "failed to start %s%s%s: %s", spec->file,
-               spec->cwd ? " in " : "", spec->cwd ? spec->cwd : "", clink_strerror(rc));
+    if (rc != 0) {
+      if (errbuf != NULL && errlen > 0)
+        snprintf(errbuf, errlen, "failed to start %s%s%s: %s", spec->file,
+                 spec->cwd ? " in " : "", spec->cwd ? spec->cwd : "", clink_strerror(rc));
+      rc = clink__spawn_error(rc);
+    }
   }
   close(sv[1]);
   if (rc == 0) {
     t->spawned = 1;
+    /* Now, while the child cannot have been reaped yet. */
+    t->pidfd = open_group_pidfd(t->proc.pid);
     rc = start_reading(t);
   }
   if (rc != 0) {
@@ -685,7 +906,7 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
     t->closing = 1;
     t->close_cb = NULL;
     uv_timer_start(&t->defer, on_close_start, 0, 0);
-    return t->spawned ? rc : CLINK_ESPAWN;
+    return rc;
   }
   *out = t;
   return 0;
