@@ -159,7 +159,10 @@ CLINK_EXTERN int clink_options_set_write_queue_limits(clink_options *opts,
                                                       size_t max_lines);
 CLINK_EXTERN int clink_options_set_stderr_tail_bytes(clink_options *opts, size_t bytes);
 /* Close sequence: stdin EOF, wait eof_grace_ms, SIGTERM, wait term_grace_ms,
- * SIGKILL. */
+ * SIGKILL; signals go to the CLI's process group. Once the CLI has exited
+ * (closed or not), helpers left in its group (MCP servers, Bash tool
+ * children) get SIGTERM and, term_grace_ms later, SIGKILL (Linux 6.9 or
+ * later; before, SIGTERM only). UINT64_MAX waits forever. */
 CLINK_EXTERN int clink_options_set_close_grace_ms(clink_options *opts,
                                                   uint64_t eof_grace_ms,
                                                   uint64_t term_grace_ms);
@@ -421,7 +424,9 @@ CLINK_EXTERN void clink_client_set_breaker(clink_client *client, clink_breaker *
 
 /* Spawns the CLI and runs the initialize handshake under the connect
  * timeout. Errors known at once are returned (CLINK_ECLI_NOT_FOUND,
- * CLINK_ECLI_EXEC_DENIED, CLINK_ESPAWN, CLINK_ECLOSING, UV_EBUSY when not
+ * CLINK_ECLI_EXEC_DENIED, CLINK_ESPAWN when exec or chdir failed, UV_EMFILE,
+ * UV_ENFILE, UV_EAGAIN or UV_ENOMEM when the host ran out of descriptors,
+ * processes or memory (retryable), CLINK_ECLOSING, UV_EBUSY when not
  * DISCONNECTED or ERROR); see clink_client_last_error(). */
 CLINK_EXTERN int clink_client_connect(clink_client *client, clink_connect_cb cb, void *ud);
 
@@ -572,8 +577,9 @@ CLINK_EXTERN unsigned int clink_retry_attempts(const clink_retry *retry);
 CLINK_EXTERN double clink_retry_budget_tokens(const clink_retry *retry);
 
 /* Whether an error is worth retrying: a dead process, a broken pipe,
- * timeouts, connection refused: yes; CLI not found, exec permission denied,
- * invalid arguments: no. */
+ * timeouts, connection refused, running out of descriptors or memory: yes;
+ * CLI not found, exec permission denied, a failed exec, invalid arguments:
+ * no. */
 CLINK_EXTERN int clink_err_is_retryable(int err);
 /* For failed turns: API status 429, 5xx and 529 are retryable; 400, 401, 403,
  * 404, 413 are not. */

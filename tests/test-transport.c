@@ -19,6 +19,11 @@
 #include <sys/pidfd.h>
 #define HAVE_PIDFD_WRAPPERS 1
 #endif
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include <claudelink.h>
 
@@ -658,24 +663,30 @@ START_TEST(relative_cli_path_with_a_cwd_option) {
 }
 END_TEST
 
-/* Raises the soft RLIMIT_NOFILE so that exactly `slots` descriptor numbers
- * are free (holes below the highest open one filled), or restores it. */
+/* Lowers the soft RLIMIT_NOFILE so that exactly `slots` descriptor numbers
+ * are free (holes below the highest open one filled), or restores it.
+ * Descriptors at or above the limit (valgrind keeps its own there) take no
+ * slot and are left alone. */
 typedef struct fd_squeeze {
   struct rlimit saved;
-  int fillers[256];
+  int *fillers;
   int n;
 } fd_squeeze;
 
 static void squeeze_fds(fd_squeeze *q, int slots) {
   ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &q->saved), 0);
+  long limit = q->saved.rlim_cur == RLIM_INFINITY ? INT_MAX : (long)q->saved.rlim_cur;
   int top = -1;
   DIR *d = opendir("/proc/self/fd");
   ck_assert_ptr_nonnull(d);
   struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && atoi(e->d_name) > top)
-      top = atoi(e->d_name);
+  while ((e = readdir(d))) {
+    int fd = e->d_name[0] >= '0' && e->d_name[0] <= '9' ? atoi(e->d_name) : -1;
+    if (fd != dirfd(d) && fd < limit && fd > top) top = fd;
+  }
   closedir(d);
+  q->fillers = malloc(sizeof(int) * (size_t)(top + 1));
+  ck_assert_ptr_nonnull(q->fillers);
   q->n = 0;
   for (;;) {
     int fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
@@ -684,7 +695,6 @@ static void squeeze_fds(fd_squeeze *q, int slots) {
       close(fd);
       break;
     }
-    ck_assert_int_lt(q->n, 256);
     q->fillers[q->n++] = fd;
   }
   struct rlimit low = q->saved;
@@ -695,6 +705,7 @@ static void squeeze_fds(fd_squeeze *q, int slots) {
 static void unsqueeze_fds(fd_squeeze *q) {
   ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &q->saved), 0);
   for (int i = 0; i < q->n; i++) close(q->fillers[i]);
+  free(q->fillers);
 }
 
 static int spawn_with_free_fds(int slots, char *err, size_t errlen) {
@@ -713,7 +724,16 @@ static void spawn_init_close(void);
 
 /* Out of descriptors is transient, not an exec failure: the libuv code is
  * kept and recovery may retry it. */
+/* valgrind only pretends to lower RLIMIT_NOFILE: it lets descriptors above
+ * the new limit through and then refuses to close them (libuv aborts). */
+static int rlimit_nofile_works(void) {
+  if (!RUNNING_ON_VALGRIND) return 1;
+  printf("RLIMIT_NOFILE squeeze skipped under valgrind\n");
+  return 0;
+}
+
 START_TEST(spawn_out_of_descriptors_keeps_emfile) {
+  if (!rlimit_nofile_works()) return;
   spawn_init_close(); /* libuv's SIGCHLD plumbing is made on the first spawn */
   char err[512];
   /* Our stdin socketpair fits; libuv's stdout socketpair does not. */
@@ -746,7 +766,7 @@ START_TEST(descriptors_per_session_are_measured) {
   int pidfd = clink__transport_group_signals_after_exit(ts[0]);
   /* The fewest free descriptor numbers with which one more starts. */
   int need = 0, need_pidfd = 0;
-  for (int slots = 1; slots <= 32 && need_pidfd == 0; slots++) {
+  for (int slots = 1; slots <= 32 && need_pidfd == 0 && rlimit_nofile_works(); slots++) {
     int rc = spawn_with_free_fds(slots, NULL, 0);
     if (rc == 0) {
       if (need == 0) need = slots;
@@ -759,7 +779,7 @@ START_TEST(descriptors_per_session_are_measured) {
          "%d (%d with its pidfd)\n",
          per, pidfd ? "with" : "without", need, need_pidfd);
   ck_assert_int_eq(per, CLINK__FDS_PER_SESSION - (pidfd ? 0 : 1));
-  ck_assert_int_gt(need, 0);
+  if (!RUNNING_ON_VALGRIND) ck_assert_int_gt(need, 0);
   ck_assert_int_le(need_pidfd, CLINK__FDS_PER_SESSION + CLINK__FDS_SPAWN_EXTRA);
   for (int i = 0; i < N; i++) ck_assert_int_eq(clink__transport_close(ts[i], on_closed, &R), 0);
 }

@@ -71,6 +71,7 @@ struct clink__transport {
   uv_timer_t group_timer; /* the process group after the CLI's exit */
   int in_fd;        /* parent end of the stdin socketpair */
   int pidfd;        /* the CLI's pidfd, -1 when group pidfd signals are unsupported */
+  int pgid;         /* the CLI's pid, which is its process group id */
   int handles_open;
 
   clink__framer out_framer;
@@ -570,7 +571,7 @@ static int signal_group(clink__transport *t, int sig) {
   if (t->pidfd >= 0) return sys_pidfd_group_signal(t->pidfd, sig) == 0 ? 0 : -errno;
 #endif
   if (t->exited) return UV_ENOTSUP;
-  return uv_kill(-t->proc.pid, sig);
+  return uv_kill(-t->pgid, sig);
 }
 
 int clink__transport_group_signals_after_exit(const clink__transport *t) {
@@ -636,7 +637,7 @@ static void arm_group_poll(clink__transport *t);
 
 static void on_group_poll(uv_timer_t *timer) {
   clink__transport *t = timer->data;
-  if (signal_group(t, 0) != 0 || !group_has_running(t->proc.pid)) {
+  if (signal_group(t, 0) != 0 || !group_has_running(t->pgid)) {
     group_done(t);
     return;
   }
@@ -663,7 +664,7 @@ static void group_after_exit(clink__transport *t) {
   }
   if (t->pidfd < 0) {
     /* The fallback: the one moment the id is still safe (see above). */
-    if (!t->term_sent) uv_kill(-t->proc.pid, SIGTERM);
+    if (!t->term_sent) uv_kill(-t->pgid, SIGTERM);
     group_done(t);
     return;
   }
@@ -893,8 +894,9 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   close(sv[1]);
   if (rc == 0) {
     t->spawned = 1;
+    t->pgid = t->proc.pid;
     /* Now, while the child cannot have been reaped yet. */
-    t->pidfd = open_group_pidfd(t->proc.pid);
+    t->pidfd = open_group_pidfd(t->pgid);
     rc = start_reading(t);
   }
   if (rc != 0) {
