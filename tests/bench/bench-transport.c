@@ -12,7 +12,9 @@
  *
  * Usage: bench-transport FAKE_CLI [LINES] [LINE_BYTES] [ROUNDS]
  * Prints one JSON line per round and summary lines. Allocations inside the
- * library are counted (and live heap followed) with -Wl,--wrap=malloc etc.
+ * library are counted (and live heap followed) with -Wl,--wrap=malloc etc.:
+ * all of them during the stream (the read buffer grows over the first reads)
+ * and those per line once it has (0 is the claim).
  */
 #include <fcntl.h>
 #include <spawn.h>
@@ -84,10 +86,14 @@ static double run_plain(const char *cli, enum channel ch, unsigned long *lines_o
 
 /* ------------------------------------------------------------ transport */
 
+/* Lines after which the read buffer has reached its working size. */
+#define WARM_LINES 10000
+
 typedef struct run {
   unsigned long lines;
   size_t bytes;
   unsigned long alloc_at_first_line;
+  unsigned long alloc_at_warm;
   unsigned long alloc_at_exit;
   int stop_on_result;
   clink__transport *t;
@@ -96,7 +102,9 @@ typedef struct run {
 
 static void on_line(void *ud, const char *line, size_t len) {
   run *r = ud;
-  if (r->lines++ == 0) r->alloc_at_first_line = n_alloc;
+  if (r->lines == 0) r->alloc_at_first_line = n_alloc;
+  if (r->lines == WARM_LINES) r->alloc_at_warm = n_alloc;
+  r->lines++;
   r->bytes += len;
   if (r->stop_on_result && memmem(line, len, "\"type\":\"result\"", 15) != NULL)
     uv_stop(r->loop);
@@ -211,7 +219,7 @@ int main(int argc, char **argv) {
   snprintf(bytes_env, sizeof(bytes_env), "FAKE_BENCH_LINE_BYTES=%lu", size);
 
   double sock[64], pip[64], trans[64];
-  unsigned long per_line_allocs = 0;
+  unsigned long per_line_allocs = 0, warm_allocs = 0;
   char kind[64] = "";
   for (int i = 0; i < rounds; i++) {
     unsigned long ls, lp;
@@ -230,10 +238,12 @@ int main(int argc, char **argv) {
       return 1;
     }
     per_line_allocs = r.alloc_at_exit - r.alloc_at_first_line;
+    warm_allocs = want > WARM_LINES ? r.alloc_at_exit - r.alloc_at_warm : 0;
     printf("{\"round\":%d,\"socketpair_lines_per_s\":%.0f,\"transport_lines_per_s\":%.0f,"
            "\"pipe_lines_per_s\":%.0f,\"transport_child_stdout\":\"%s\","
-           "\"allocs_during_stream\":%lu}\n",
-           i + 1, want / sock[i], want / trans[i], want / pip[i], kind, per_line_allocs);
+           "\"allocs_during_stream\":%lu,\"allocs_after_first_%d_lines\":%lu}\n",
+           i + 1, want / sock[i], want / trans[i], want / pip[i], kind, per_line_allocs,
+           WARM_LINES, warm_allocs);
   }
   qsort(sock, (size_t)rounds, sizeof(double), cmp);
   qsort(pip, (size_t)rounds, sizeof(double), cmp);
@@ -243,9 +253,11 @@ int main(int argc, char **argv) {
          "\"transport_child_stdout\":\"%s\",\"baseline\":\"read()+memchr on a socketpair\","
          "\"baseline_lines_per_s\":%.0f,\"transport_lines_per_s\":%.0f,\"ratio\":%.3f,"
          "\"baseline_mb_per_s\":%.0f,\"transport_mb_per_s\":%.0f,"
-         "\"pipe_lines_per_s\":%.0f,\"allocs_per_line\":%.6f}\n",
+         "\"pipe_lines_per_s\":%.0f,\"allocs_during_stream\":%lu,"
+         "\"allocs_per_line_after_warmup\":%.6f}\n",
          want, size, rounds, kind, b, t, t / b, b * (size + 1) / 1e6, t * (size + 1) / 1e6, p,
-         (double)per_line_allocs / (double)want);
+         per_line_allocs,
+         want > WARM_LINES ? (double)warm_allocs / (double)(want - WARM_LINES) : 0.0);
   idle_heap(cli);
   return 0;
 }
