@@ -2,6 +2,7 @@
  * code apart from stat()/access() during discovery. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -393,10 +394,12 @@ int clink__fd_headroom(size_t sessions, char *err, size_t len) {
   unsigned long long limit = (unsigned long long)rl.rlim_cur;
   unsigned long long open_now = fds_open_below(limit);
   unsigned long long free_slots = limit > open_now ? limit - open_now : 0;
-  unsigned long long need = (unsigned long long)sessions > (UINT64_MAX - 64) / CLINK__FDS_PER_SESSION
-                                ? UINT64_MAX
-                                : (unsigned long long)sessions * CLINK__FDS_PER_SESSION +
-                                      CLINK__FDS_SPAWN_EXTRA;
+  /* Saturating: a huge count must not wrap into one that fits. */
+  unsigned long long n = sessions;
+  unsigned long long need =
+      n > (ULLONG_MAX - CLINK__FDS_SPAWN_EXTRA) / CLINK__FDS_PER_SESSION
+          ? ULLONG_MAX
+          : n * CLINK__FDS_PER_SESSION + CLINK__FDS_SPAWN_EXTRA;
   if (need <= free_slots) return 0;
   if (err && len) {
     char hard[32];
