@@ -188,7 +188,10 @@ CLINK_EXTERN int clink_options_set_write_queue_limits(clink_options *opts,
                                                       size_t max_lines);
 CLINK_EXTERN int clink_options_set_stderr_tail_bytes(clink_options *opts, size_t bytes);
 /* Close sequence: stdin EOF, wait eof_grace_ms, SIGTERM, wait term_grace_ms,
- * SIGKILL. */
+ * SIGKILL; signals go to the CLI's process group. Once the CLI has exited
+ * (closed or not), helpers left in its group (MCP servers, Bash tool
+ * children) get SIGTERM and, term_grace_ms later, SIGKILL (Linux 6.9 or
+ * later; before, SIGTERM only). UINT64_MAX waits forever. */
 CLINK_EXTERN int clink_options_set_close_grace_ms(clink_options *opts,
                                                   uint64_t eof_grace_ms,
                                                   uint64_t term_grace_ms);
@@ -481,7 +484,9 @@ CLINK_EXTERN void clink_client_set_breaker(clink_client *client, clink_breaker *
 
 /* Spawns the CLI and runs the initialize handshake under the connect
  * timeout. Errors known at once are returned (CLINK_ECLI_NOT_FOUND,
- * CLINK_ECLI_EXEC_DENIED, CLINK_ESPAWN, CLINK_ECLOSING, UV_EBUSY when not
+ * CLINK_ECLI_EXEC_DENIED, CLINK_ESPAWN when exec or chdir failed, UV_EMFILE,
+ * UV_ENFILE, UV_EAGAIN or UV_ENOMEM when the host ran out of descriptors,
+ * processes or memory (retryable), CLINK_ECLOSING, UV_EBUSY when not
  * DISCONNECTED or ERROR); see clink_client_last_error(). */
 CLINK_EXTERN int clink_client_connect(clink_client *client, clink_connect_cb cb, void *ud);
 
@@ -648,8 +653,9 @@ CLINK_EXTERN unsigned int clink_retry_attempts(const clink_retry *retry);
 CLINK_EXTERN double clink_retry_budget_tokens(const clink_retry *retry);
 
 /* Whether an error is worth retrying: a dead process, a broken pipe,
- * timeouts, connection refused: yes; CLI not found, exec permission denied,
- * invalid arguments: no. */
+ * timeouts, connection refused, running out of descriptors or memory: yes;
+ * CLI not found, exec permission denied, a failed exec, invalid arguments:
+ * no. */
 CLINK_EXTERN int clink_err_is_retryable(int err);
 /* For failed turns: API status 429, 5xx and 529 are retryable; 400, 401, 403,
  * 404, 413 are not. */
@@ -883,9 +889,7 @@ CLINK_EXTERN const char *clink_pool_close_reason_name(clink_pool_close_reason re
  * validate after 30 s idle (ping timeout 5 s), leak threshold off, at most
  * 1024 waiters, shutdown in batches of 10, 15 s per process, 30 s per
  * batch. Every time here is a timeout: 0 or CLINK_NEVER means no limit
- * (no validation, no leak reports, ...). Each session needs 3 file
- * descriptors of the host (stdin, stdout, stderr): raise RLIMIT_NOFILE for
- * large pools. */
+ * (no validation, no leak reports, ...). */
 CLINK_EXTERN int clink_pool_config_new(clink_pool_config **out);
 CLINK_EXTERN void clink_pool_config_free(clink_pool_config *cfg);
 CLINK_EXTERN int clink_pool_config_set_size(clink_pool_config *cfg, unsigned int min_idle,
@@ -920,7 +924,10 @@ typedef void (*clink_pool_close_cb)(clink_pool *pool, void *ud);
 /* opts and cfg are copied. The pool starts filling to min idle at once.
  * UV_EINVAL when opts name a conversation (resume, session id, continue,
  * fork): every member would share it; use clink_pool_acquire()'s
- * session_id instead. */
+ * session_id instead. UV_EMFILE when RLIMIT_NOFILE cannot hold max_size
+ * sessions: each holds 4 descriptors of the host (stdin, stdout, stderr, a
+ * pidfd) and starting one needs 8 more; raise the limit (ulimit -n) or
+ * lower max_size. */
 CLINK_EXTERN int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
                                 const clink_pool_config *cfg);
 /* Spawns go through this breaker (borrowed; e.g. the registry's claude_sdk):

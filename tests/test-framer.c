@@ -175,9 +175,11 @@ static void on_error(void *ud, int err, const char *prefix, size_t prefix_len,
                      uint64_t total_len) {
   rec *r = ud;
   ck_assert_msg(!r->stop_called, "error_cb called after stop()");
-  ck_assert_int_eq(err, CLINK_ELINE_TOO_LONG);
   ck_assert_uint_le(prefix_len, CLINK__FRAMER_PREFIX);
-  ck_assert_uint_gt(total_len, r->f.max_line);
+  if (err == CLINK_ELINE_TOO_LONG)
+    ck_assert_uint_gt(total_len, r->f.max_line);
+  else
+    ck_assert_int_eq(err, UV_ENOMEM); /* given up by clink__framer_drop() */
   events_add(&r->got, EV_LONG, err, prefix, prefix_len, total_len);
   if (r->stop_at != 0 && r->got.n == r->stop_at) {
     r->stop_called = 1;
@@ -1159,6 +1161,133 @@ START_TEST(framer_buffer_ending_at_guard_page) {
 }
 END_TEST
 
+/* ================================================ 9. memory: drop and shrink */
+
+/* A reader that cannot grow the buffer gives the pending line up: reported
+ * once with the error it names, its first bytes and its full length; the
+ * stream goes on with the next line, and no memory is needed for that. */
+START_TEST(drop_gives_up_the_pending_line_and_resyncs) {
+  rec r;
+  rec_init(&r, MIB);
+  bytes in = {0};
+  bytes_adds(&in, "first\n");
+  bytes_addn(&in, 'q', 100000);
+  bytes_adds(&in, "\r\nnext\n");
+  size_t cut = 6 + 40000;
+  feed_zc(&r, in.p, cut);
+  char *buf0 = r.f.buf;
+  size_t cap0 = r.f.cap;
+  clink__framer_drop(&r.f, UV_ENOMEM);
+  ck_assert_uint_eq(r.f.end - r.f.start, 0);
+  /* The rest goes through the buffer as it is. */
+  r.f.min_read = r.f.init_min_read;
+  feed_zc(&r, in.p + cut, in.len - cut);
+  ck_assert_ptr_eq(r.f.buf, buf0);
+  ck_assert_uint_eq(r.f.cap, cap0);
+  clink__framer_finish(&r.f);
+  ck_assert_uint_eq(r.got.n, 3);
+  ck_assert_int_eq(r.got.ev[0].kind, EV_LINE);
+  ck_assert_int_eq(r.got.ev[1].kind, EV_LONG);
+  ck_assert_int_eq(r.got.ev[1].err, UV_ENOMEM);
+  ck_assert_uint_eq(r.got.ev[1].total, 100000); /* the "\r\n" is not counted */
+  ck_assert_uint_eq(r.got.ev[1].len, CLINK__FRAMER_PREFIX);
+  ck_assert_mem_eq(ev_bytes(&r.got, 1), in.p + 6, CLINK__FRAMER_PREFIX);
+  ck_assert_int_eq(r.got.ev[2].kind, EV_LINE);
+  ck_assert_mem_eq(ev_bytes(&r.got, 2), "next", 4);
+  ck_assert_uint_eq(r.f.lines, 2);
+  ck_assert_uint_eq(r.f.long_lines, 0);
+  ck_assert_uint_eq(r.f.dropped_lines, 1);
+  rec_free(&r);
+  bytes_free(&in);
+}
+END_TEST
+
+START_TEST(drop_edge_cases) {
+  rec r;
+  /* A pending '\r' may be half of "\r\n": kept, not counted. */
+  rec_init(&r, MIB);
+  feed(&r, "abc\r", 4);
+  clink__framer_drop(&r.f, UV_ENOMEM);
+  feed(&r, "\nnext\n", 6);
+  ck_assert_uint_eq(r.got.n, 2);
+  ck_assert_int_eq(r.got.ev[0].err, UV_ENOMEM);
+  ck_assert_uint_eq(r.got.ev[0].total, 3);
+  ck_assert_mem_eq(ev_bytes(&r.got, 0), "abc", 3);
+  ck_assert_mem_eq(ev_bytes(&r.got, 1), "next", 4);
+  rec_free(&r);
+
+  /* Nothing pending: nothing to give up. */
+  rec_init(&r, MIB);
+  feed(&r, "a\n", 2);
+  clink__framer_drop(&r.f, UV_ENOMEM);
+  feed(&r, "b\n", 2);
+  clink__framer_finish(&r.f);
+  ck_assert_uint_eq(r.got.n, 2);
+  ck_assert_uint_eq(r.f.dropped_lines, 0);
+  rec_free(&r);
+
+  /* A line already skipped as too long stays reported as too long. */
+  rec_init(&r, 10);
+  bytes in = {0};
+  bytes_addn(&in, 'x', 20);
+  feed(&r, in.p, in.len);
+  clink__framer_drop(&r.f, UV_ENOMEM);
+  feed(&r, "\n", 1);
+  ck_assert_uint_eq(r.got.n, 1);
+  ck_assert_int_eq(r.got.ev[0].err, CLINK_ELINE_TOO_LONG);
+  ck_assert_uint_eq(r.got.ev[0].total, 20);
+  rec_free(&r);
+  bytes_free(&in);
+
+  /* The stream ends inside a given-up line: finish() reports it. */
+  rec_init(&r, MIB);
+  feed(&r, "zzz", 3);
+  clink__framer_drop(&r.f, UV_ENOMEM);
+  clink__framer_finish(&r.f);
+  ck_assert_uint_eq(r.got.n, 1);
+  ck_assert_int_eq(r.got.ev[0].err, UV_ENOMEM);
+  ck_assert_uint_eq(r.got.ev[0].total, 3);
+  rec_free(&r);
+}
+END_TEST
+
+/* An idle framer gives back what a big line made it take. */
+START_TEST(shrink_returns_to_initial_capacity) {
+  rec r;
+  rec_init(&r, 16 * MIB);
+  size_t cap0 = r.f.cap, min0 = r.f.min_read;
+  bytes in = {0};
+  bytes_addn(&in, 'b', 3 * MIB);
+  bytes_adds(&in, "\ntail-part");
+  r.f.min_read = 64 * 1024; /* as a reader that grew its reads would have */
+  feed_zc(&r, in.p, in.len);
+  ck_assert_uint_gt(r.f.cap, 3 * MIB);
+  /* A partial line is pending: nothing to give back yet, but reads are
+   * small again. */
+  ck_assert_int_eq(clink__framer_shrink(&r.f), UV_EBUSY);
+  ck_assert_uint_gt(r.f.cap, 3 * MIB);
+  ck_assert_uint_eq(r.f.min_read, min0);
+  feed(&r, "\n", 1);
+  ck_assert_int_eq(clink__framer_shrink(&r.f), 0);
+  ck_assert_uint_eq(r.f.cap, cap0);
+  ck_assert_int_eq(clink__framer_shrink(&r.f), 0); /* already small */
+  ck_assert_uint_eq(r.f.cap, cap0);
+  /* And it still frames, lines longer than the small buffer included. */
+  bytes_free(&in);
+  bytes_addn(&in, 'c', cap0 * 3);
+  bytes_adds(&in, "\nafter\n");
+  feed_zc(&r, in.p, in.len);
+  clink__framer_finish(&r.f);
+  ck_assert_uint_eq(r.got.n, 4);
+  ck_assert_uint_eq(r.got.ev[0].total, 3 * MIB);
+  ck_assert_mem_eq(ev_bytes(&r.got, 1), "tail-part", 9);
+  ck_assert_uint_eq(r.got.ev[2].total, cap0 * 3);
+  ck_assert_mem_eq(ev_bytes(&r.got, 3), "after", 5);
+  rec_free(&r);
+  bytes_free(&in);
+}
+END_TEST
+
 /* ================================================================== suite */
 
 static Suite *framer_suite(void) {
@@ -1210,6 +1339,12 @@ static Suite *framer_suite(void) {
   tcase_add_test(tc, init_rejects_bad_arguments);
   tcase_add_test(tc, commit_more_than_reserved_is_einval);
   tcase_add_test(tc, counters_count_lines_and_long_lines);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("memory");
+  tcase_add_test(tc, drop_gives_up_the_pending_line_and_resyncs);
+  tcase_add_test(tc, drop_edge_cases);
+  tcase_add_test(tc, shrink_returns_to_initial_capacity);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("guard_page");

@@ -1,6 +1,10 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,6 +281,104 @@ START_TEST(timeout_setters_accept_zero_and_never) {
 }
 END_TEST
 
+/* exec happens after chdir(cwd): relative paths are made absolute against
+ * the directory they were checked in. */
+START_TEST(relative_paths_become_absolute) {
+  char cli[256], want[300];
+  make_file("claude", 0755, cli, sizeof(cli));
+  ck_assert_int_eq(mkdir(strcat(strcpy(want, tmpdir), "/bin"), 0755), 0);
+  char bin_cli[256];
+  make_file("bin/claude", 0755, bin_cli, sizeof(bin_cli));
+  int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ck_assert_int_ge(here, 0);
+  ck_assert_int_eq(chdir(tmpdir), 0);
+  ck_assert_int_eq(clink_options_set_cwd(opts, "/"), 0);
+
+  /* An explicit path, and a shim path. */
+  ck_assert_int_eq(clink_options_set_cli_path(opts, "./claude"), 0);
+  ck_assert_int_eq(clink_options_set_exec_shim(opts, "bin/claude"), 0);
+  clink__spawn_spec spec;
+  int rc = clink__spawn_spec_build(&spec, opts, NULL, 0);
+  /* Found on a relative PATH entry. */
+  clink__spawn_spec spec2;
+  ck_assert_int_eq(clink_options_set_cli_path(opts, NULL), 0);
+  ck_assert_int_eq(clink_options_set_exec_shim(opts, NULL), 0);
+  ck_assert_int_eq(clink_options_set_env(opts, "PATH", "bin"), 0);
+  int rc2 = clink__spawn_spec_build(&spec2, opts, NULL, 0);
+  ck_assert_int_eq(fchdir(here), 0);
+  close(here);
+
+  ck_assert_int_eq(rc, 0);
+  ck_assert_str_eq(spec.cli, cli);
+  ck_assert_str_eq(spec.argv[2], cli);
+  ck_assert_str_eq(spec.file, bin_cli);
+  ck_assert_str_eq(spec.argv[0], bin_cli);
+  clink__spawn_spec_free(&spec);
+  ck_assert_int_eq(rc2, 0);
+  ck_assert_str_eq(spec2.cli, bin_cli);
+  ck_assert_str_eq(spec2.file, bin_cli);
+  clink__spawn_spec_free(&spec2);
+}
+END_TEST
+
+/* Out of descriptors, processes or memory is transient; a failed exec or
+ * chdir is not. */
+START_TEST(spawn_errors_keep_resource_exhaustion) {
+  static const int keep[] = {UV_EMFILE, UV_ENFILE, UV_EAGAIN, UV_ENOMEM};
+  for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+    ck_assert_int_eq(clink__spawn_error(keep[i]), keep[i]);
+    ck_assert_msg(clink_err_is_retryable(keep[i]), "%s", clink_err_name(keep[i]));
+  }
+  static const int permanent[] = {UV_ENOENT, UV_EACCES, -ENOEXEC, UV_ENOTDIR,
+                                  UV_E2BIG,  UV_ELOOP,  UV_EPERM, UV_ETXTBSY};
+  for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+    ck_assert_int_eq(clink__spawn_error(permanent[i]), CLINK_ESPAWN);
+  ck_assert(!clink_err_is_retryable(CLINK_ESPAWN));
+}
+END_TEST
+
+/* Descriptors open below limit, as clink__fd_headroom() counts them. */
+static int fds_below(unsigned long limit) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && atoi(e->d_name) != dirfd(d) &&
+        (unsigned long)atoi(e->d_name) < limit)
+      n++;
+  closedir(d);
+  return n;
+}
+
+START_TEST(fd_headroom_says_when_sessions_do_not_fit) {
+  char err[512];
+  ck_assert_int_eq(clink__fd_headroom(0, err, sizeof(err)), 0);
+  struct rlimit saved, low;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  /* A soft limit with room for exactly 10 sessions. */
+  unsigned long limit = 1000;
+  for (int i = 0; i < 5; i++)
+    limit = (unsigned long)fds_below(limit) + 10 * CLINK__FDS_PER_SESSION + CLINK__FDS_SPAWN_EXTRA;
+  low = saved;
+  low.rlim_cur = limit;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int fit = clink__fd_headroom(10, err, sizeof(err));
+  int over = clink__fd_headroom(11, err, sizeof(err));
+  char msg[512];
+  strcpy(msg, err);
+  int huge = clink__fd_headroom(SIZE_MAX, NULL, 0);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ck_assert_int_eq(fit, 0);
+  ck_assert_int_eq(over, UV_EMFILE);
+  ck_assert_int_eq(huge, UV_EMFILE);
+  ck_assert_msg(strstr(msg, "11 more sessions") != NULL, "%s", msg);
+  ck_assert_msg(strstr(msg, "RLIMIT_NOFILE") != NULL, "%s", msg);
+  ck_assert_msg(strstr(msg, "room for 10 sessions") != NULL, "%s", msg);
+  ck_assert_msg(strstr(msg, "ulimit -n") != NULL, "%s", msg);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("options");
   TCase *tc = tcase_create("argv");
@@ -294,6 +396,9 @@ int main(void) {
   tcase_add_test(tc, discovery_missing_lists_what_was_searched);
   tcase_add_test(tc, discovery_finds_on_path_and_reports_denied);
   tcase_add_test(tc, timeout_setters_accept_zero_and_never);
+  tcase_add_test(tc, relative_paths_become_absolute);
+  tcase_add_test(tc, spawn_errors_keep_resource_exhaustion);
+  tcase_add_test(tc, fd_headroom_says_when_sessions_do_not_fit);
   suite_add_tcase(s, tc);
   return clink_test_run(s);
 }

@@ -11,7 +11,9 @@
  * bounds only. */
 #include <math.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -1466,6 +1468,32 @@ START_TEST(member_hung_mid_turn_is_found_and_replaced) {
 }
 END_TEST
 
+
+/* A pool whose members cannot all hold their descriptors under
+ * RLIMIT_NOFILE is refused at once, clearly, instead of failing spawn by
+ * spawn later. */
+START_TEST(pool_refused_when_descriptors_cannot_fit) {
+  struct rlimit old;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int open_now = 0;
+  for (int fd = 0; fd < 4096; fd++)
+    if (fcntl(fd, F_GETFD) != -1) open_now++;
+  struct rlimit low = old;
+  low.rlim_cur = (rlim_t)open_now + 40; /* room for 8 sessions, not 10 */
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  clink_pool *p = NULL;
+  ck_assert_int_eq(clink_pool_config_set_size(T.cfg, 0, 10), 0);
+  int rc = clink_pool_new(&p, &T.loop, T.opts, T.cfg);
+  ck_assert_int_eq(clink_pool_config_set_size(T.cfg, 0, 2), 0);
+  int rc_small = clink_pool_new(&T.pool, &T.loop, T.opts, T.cfg);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_int_eq(rc, UV_EMFILE);
+  ck_assert_ptr_null(p);
+  ck_assert_int_eq(rc_small, 0);
+  clink_pool_set_event_cb(T.pool, on_event, &T);
+}
+END_TEST
+
 /* --------------------------------------------------- "never" never wraps */
 
 static int loop_turns;
@@ -1600,6 +1628,7 @@ int main(void) {
   tcase_add_test(tc, acquire_copies_where);
   tcase_add_test(tc, member_hung_mid_turn_is_found_and_replaced);
   tcase_add_test(tc, never_time_limits_do_not_spin);
+  tcase_add_test(tc, pool_refused_when_descriptors_cannot_fit);
 #undef TC
   return clink_test_run(s);
 }

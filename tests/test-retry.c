@@ -487,7 +487,7 @@ START_TEST(non_retryable_errors_pass_through) {
   clink_retry *r = retry_of(p, 1);
   static const int errs[] = {CLINK_ECLI_NOT_FOUND, CLINK_ECLI_EXEC_DENIED, UV_EINVAL,
                              CLINK_EPROTOCOL, CLINK_EBAD_JSON, UV_ECANCELED, CLINK_ECLOSING,
-                             CLINK_ETURN_FAILED, CLINK_ESPAWN, UV_ENOMEM, -29999};
+                             CLINK_ETURN_FAILED, CLINK_ESPAWN, UV_EBUSY, -29999};
   uint64_t d = 42;
   for (int round = 0; round < 3; round++) {
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
@@ -733,6 +733,9 @@ START_TEST(error_classification) {
                             CLINK_EINIT_TIMEOUT,
                             CLINK_ECONTROL_TIMEOUT,
                             UV_EAGAIN,
+                            UV_EMFILE,
+                            UV_ENFILE,
+                            UV_ENOMEM,
                             CLINK_EWRITE_QUEUE_FULL,
                             CLINK_EQUEUE_FULL,
                             CLINK_ETOO_MANY_REQUESTS,
@@ -754,7 +757,6 @@ START_TEST(error_classification) {
                            CLINK_EBUDGET_EXHAUSTED,
                            UV_EINVAL,
                            UV_ECANCELED,
-                           UV_ENOMEM,
                            UV_EBUSY,
                            UV_ENOENT,
                            UV_EACCES,

@@ -18,12 +18,18 @@ struct clink_client {
   clink__transport *t; /* the live process, NULL when none */
   int transports_open; /* live or still closing */
   uv_timer_t timer;    /* the session's deadlines */
-  uv_timer_t defer;    /* events caused by API calls, delivered from the loop */
+  /* Events caused by API calls, delivered from the loop. An idle handle,
+   * not a 0 ms timer: while it is active the loop does not block in its
+   * poll, so a host's uv_run(UV_RUN_ONCE) returns once they are delivered
+   * (a timer fires before the poll, which may then block forever). It stays
+   * armed one more, empty, round. */
+  uv_idle_t defer;
   int handles_open;
   unsigned closing : 1;
   unsigned freeing : 1;
   unsigned closed : 1;         /* the close finished (owned clients stay allocated) */
   unsigned defer_pending : 1;
+  unsigned defer_active : 1;
   unsigned dispatching : 1;
   unsigned owner_connecting : 1;
 

@@ -4,7 +4,7 @@
  * lines, the process's exit and the time, then pops its events and runs them
  * one at a time: user callbacks, and actions on the process or the breaker.
  * Events caused by the loop (a line, an exit, a deadline) run at once;
- * events caused by an API call run from the loop (the defer timer), never
+ * events caused by an API call run from the loop (the defer idle handle), never
  * inside the call. User code may call anything while an event runs: what it
  * causes is queued behind, and the client is only freed from a handle's
  * close callback, never while an event runs. */
@@ -63,8 +63,14 @@ static void arm_timer(clink_client *c) {
     uv_unref((uv_handle_t *)&c->timer);
 }
 
-static void on_defer(uv_timer_t *timer) {
-  clink_client *c = timer->data;
+static void on_defer(uv_idle_t *h) {
+  clink_client *c = h->data;
+  if (!c->defer_pending) {
+    uv_idle_stop(h); /* the empty round after a delivery */
+    c->defer_active = 0;
+    maybe_finish(c);
+    return;
+  }
   c->defer_pending = 0;
   drain(c);
 }
@@ -72,7 +78,10 @@ static void on_defer(uv_timer_t *timer) {
 static void schedule_defer(clink_client *c) {
   if (c->defer_pending || c->freeing) return;
   c->defer_pending = 1;
-  uv_timer_start(&c->defer, on_defer, 0, 0);
+  if (!c->defer_active) {
+    c->defer_active = 1;
+    uv_idle_start(&c->defer, on_defer);
+  }
 }
 
 void clink__client_api_done(clink_client *c) {
@@ -349,6 +358,10 @@ static void dispatch(clink_client *c, clink__ev_out *e) {
       stop_process(c);
       return;
     case CLINK__ACT_IDLE:
+      /* Nothing in flight: give big read buffers back (a turn that carried
+       * an 8 MB line must not pin 8 MB while idle). UV_EBUSY from inside a
+       * line callback: the transport trims once it returns. */
+      if (c->t) (void)clink__transport_trim(c->t);
       return;
     case CLINK__ACT_PUMP:
       clink__session_pump(c->s, uv_now(c->loop));
@@ -387,7 +400,7 @@ int clink_client_new(clink_client **out, uv_loop_t *loop, const clink_options *o
     return rc;
   }
   uv_timer_init(loop, &c->timer);
-  uv_timer_init(loop, &c->defer);
+  uv_idle_init(loop, &c->defer);
   c->timer.data = c->defer.data = c;
   uv_unref((uv_handle_t *)&c->timer); /* deadlines never keep the host's loop alive */
   c->handles_open = 2;
@@ -423,7 +436,7 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 static void maybe_finish(clink_client *c) {
-  if (!c->closing || c->freeing || c->dispatching || c->defer_pending ||
+  if (!c->closing || c->freeing || c->dispatching || c->defer_pending || c->defer_active ||
       c->transports_open > 0 || !clink__session_closed(c->s))
     return;
   c->freeing = 1;

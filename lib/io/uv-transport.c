@@ -1,5 +1,6 @@
 #include "io/transport.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -7,9 +8,26 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#if __has_include(<sys/pidfd.h>)
+#include <sys/pidfd.h>
+#define HAVE_PIDFD_WRAPPERS 1
+#endif
+#endif
 
+#include "base/deadline.h"
 #include "wire/framer.h"
 #include "base/internal.h"
+
+/* pidfd signalling of a whole process group: Linux 6.9. */
+#if defined(__linux__) && (defined(HAVE_PIDFD_WRAPPERS) || \
+                           (defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)))
+#define HAVE_PIDFD 1
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1U << 2)
+#endif
+#endif
 
 /* After the child exits, how long stdout/stderr may stay open (a grandchild
  * holding them) before the exit is reported anyway. */
@@ -24,6 +42,10 @@
 #define READ_MIN ((size_t)1024)
 #define READ_MAX ((size_t)64 * 1024)
 #define WRITE_IOV_MAX 64
+/* After the CLI exits, how often we look whether the rest of its process
+ * group is gone (backing off from the first to the last). */
+#define GROUP_POLL_FIRST_MS 1
+#define GROUP_POLL_MAX_MS 100
 
 typedef struct wreq {
   struct wreq *next;
@@ -35,6 +57,8 @@ typedef struct wreq {
 } wreq;
 
 enum close_phase { PHASE_NONE, PHASE_EOF, PHASE_TERM, PHASE_KILL };
+/* The rest of the process group once the CLI itself has exited. */
+enum group_state { GROUP_LIVE, GROUP_TERM, GROUP_DONE };
 
 struct clink__transport {
   uv_loop_t *loop;
@@ -44,7 +68,10 @@ struct clink__transport {
   uv_poll_t in_poll;
   uv_timer_t timer; /* exit EOF wait, then close escalation */
   uv_timer_t defer; /* runs close work on the next loop turn */
+  uv_timer_t group_timer; /* the process group after the CLI's exit */
   int in_fd;        /* parent end of the stdin socketpair */
+  int pidfd;        /* the CLI's pidfd, -1 when group pidfd signals are unsupported */
+  int pgid;         /* the CLI's pid, which is its process group id */
   int handles_open;
 
   clink__framer out_framer;
@@ -67,7 +94,14 @@ struct clink__transport {
   unsigned exit_reported : 1;
   unsigned closing : 1;
   unsigned finishing : 1;
+  unsigned term_sent : 1; /* SIGTERM went to the group */
+  unsigned kill_sent : 1; /* SIGKILL went to the group */
+  unsigned delivering : 1; /* inside framer commit/finish: buffers in use */
+  unsigned trim_wanted : 1;
+  unsigned tail_lost : 1; /* stderr bytes missed the tail (no memory) */
   enum close_phase phase;
+  enum group_state group;
+  uint64_t term_sent_at, group_kill_at, group_poll_ms;
   int64_t exit_status;
   int term_signal;
   uint64_t eof_grace_ms, term_grace_ms;
@@ -78,8 +112,9 @@ struct clink__transport {
   void *close_ud;
 };
 
-static void finish_close(clink__transport *t);
+static void maybe_finish_close(clink__transport *t);
 static void maybe_report_exit(clink__transport *t);
+static int send_signal(clink__transport *t, int sig);
 
 /* ---------------------------------------------------------------- memory */
 
@@ -89,6 +124,7 @@ static void transport_free(clink__transport *t) {
     clink__free(w);
   }
   if (t->in_fd >= 0) close(t->in_fd);
+  if (t->pidfd >= 0) close(t->pidfd);
   clink__framer_free(&t->out_framer);
   clink__framer_free(&t->err_framer);
   clink__free(t->tail);
@@ -109,6 +145,75 @@ static void close_handle(clink__transport *t, uv_handle_t *h) {
   uv_close(h, on_handle_closed);
 }
 
+/* Arms a one-shot timer; CLINK__NEVER leaves it stopped. */
+static void arm(uv_timer_t *timer, uv_timer_cb cb, uint64_t ms) {
+  uv_timer_stop(timer);
+  if (ms != CLINK__NEVER) uv_timer_start(timer, cb, ms, 0);
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* Offers the framer's free space to the next read. When memory is short the
+ * read first falls back to the smallest size; if the pending line alone then
+ * fills the buffer, that line is given up (reported with UV_ENOMEM once it
+ * ends, see clink__framer_drop()) so that reading goes on. Never an EOF,
+ * never a stalled stream. */
+static void reserve_read(clink__framer *f, size_t *offered, uv_buf_t *buf) {
+  char *p;
+  size_t len;
+  int rc = clink__framer_reserve(f, &p, &len);
+  if (rc != 0) {
+    f->min_read = f->init_min_read;
+    rc = clink__framer_reserve(f, &p, &len);
+  }
+  if (rc != 0) {
+    clink__framer_drop(f, UV_ENOMEM);
+    rc = clink__framer_reserve(f, &p, &len);
+  }
+  if (rc != 0) {
+    buf->base = NULL; /* libuv reports UV_ENOBUFS */
+    buf->len = 0;
+    return;
+  }
+  if (len > UINT_MAX) len = UINT_MAX;
+  *offered = len;
+  *buf = uv_buf_init(p, (unsigned int)len);
+}
+
+/* A read that filled all the space offered: the next one gets more. */
+static void note_read(clink__framer *f, size_t offered, size_t n) {
+  if (n == offered && f->min_read < READ_MAX) f->min_read *= 2;
+}
+
+static int trim_now(clink__transport *t) {
+  int a = clink__framer_shrink(&t->out_framer);
+  int b = clink__framer_shrink(&t->err_framer);
+  if (a == 0 && b == 0) t->trim_wanted = 0;
+  return a != 0 ? a : b;
+}
+
+/* Line callbacks run inside commit/finish, with lines pointing into the
+ * framer's buffer: a trim asked for there waits until they return. */
+static void commit_read(clink__transport *t, clink__framer *f, size_t n) {
+  t->delivering = 1;
+  clink__framer_commit(f, n);
+  t->delivering = 0;
+  if (t->trim_wanted && !t->closing) trim_now(t);
+}
+
+static void finish_stream(clink__transport *t, clink__framer *f) {
+  t->delivering = 1;
+  clink__framer_finish(f);
+  t->delivering = 0;
+}
+
+/* No buffer at all for a stream (only if even the initial one is gone):
+ * nothing can be read on, and a child that cannot write would wait forever.
+ * End the process so that its exit is reported. */
+static void stream_unreadable(clink__transport *t) {
+  if (t->spawned && !t->exited) send_signal(t, SIGKILL);
+}
+
 /* --------------------------------------------------------------- stdout */
 
 static void on_out_line(void *ud, const char *line, size_t len) {
@@ -126,25 +231,6 @@ static void on_out_line_error(void *ud, int err, const char *prefix, size_t plen
   if (t->closing) clink__framer_stop(&t->out_framer);
 }
 
-/* Offers the framer's free space to the next read. */
-static void reserve_read(clink__framer *f, size_t *offered, uv_buf_t *buf) {
-  char *p;
-  size_t len;
-  if (clink__framer_reserve(f, &p, &len) != 0) {
-    buf->base = NULL; /* libuv reports UV_ENOBUFS */
-    buf->len = 0;
-    return;
-  }
-  if (len > UINT_MAX) len = UINT_MAX;
-  *offered = len;
-  *buf = uv_buf_init(p, (unsigned int)len);
-}
-
-/* A read that filled all the space offered: the next one gets more. */
-static void note_read(clink__framer *f, size_t offered, size_t n) {
-  if (n == offered && f->min_read < READ_MAX) f->min_read *= 2;
-}
-
 static void alloc_out(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   clink__transport *t = h->data;
   reserve_read(&t->out_framer, &t->out_offered, buf);
@@ -156,13 +242,20 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     note_read(&t->out_framer, t->out_offered, (size_t)n);
     /* While closing, keep draining so the child never blocks on a full pipe,
      * but deliver nothing. */
-    if (!t->closing) clink__framer_commit(&t->out_framer, (size_t)n);
+    if (!t->closing) commit_read(t, &t->out_framer, (size_t)n);
     return;
   }
   if (n == 0) return;
   uv_read_stop(s);
   t->out_eof = 1;
-  if (!t->closing) clink__framer_finish(&t->out_framer);
+  if (n == UV_ENOBUFS) {
+    /* Not an end of stream: say so. */
+    if (!t->closing && t->cbs.on_line_error != NULL)
+      t->cbs.on_line_error(t->ud, UV_ENOMEM, "", 0, 0);
+    stream_unreadable(t);
+  } else if (!t->closing) {
+    finish_stream(t, &t->out_framer);
+  }
   maybe_report_exit(t);
 }
 
@@ -170,7 +263,10 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void tail_append(clink__transport *t, const char *p, size_t n) {
   /* Allocated on first use: most CLIs never write to stderr. */
-  if (t->tail == NULL && (t->tail = malloc(t->tail_cap)) == NULL) return;
+  if (t->tail == NULL && (t->tail = malloc(t->tail_cap)) == NULL) {
+    t->tail_lost = 1; /* said by clink__transport_stderr_tail() */
+    return;
+  }
   if (n >= t->tail_cap) {
     memcpy(t->tail, p + n - t->tail_cap, t->tail_cap);
     t->tail_pos = 0;
@@ -185,21 +281,29 @@ static void tail_append(clink__transport *t, const char *p, size_t n) {
   t->tail_len = t->tail_len + n > t->tail_cap ? t->tail_cap : t->tail_len + n;
 }
 
+#define TAIL_LOST_NOTE "(stderr incomplete: out of memory) "
+
 size_t clink__transport_stderr_tail(const clink__transport *t, char *buf, size_t len) {
   if (len == 0) return 0;
-  if (t->tail == NULL) {
-    buf[0] = '\0';
-    return 0;
+  size_t at = 0;
+  if (t->tail_lost) {
+    at = sizeof(TAIL_LOST_NOTE) - 1 < len - 1 ? sizeof(TAIL_LOST_NOTE) - 1 : len - 1;
+    memcpy(buf, TAIL_LOST_NOTE, at);
   }
-  size_t n = t->tail_len < len - 1 ? t->tail_len : len - 1;
+  if (t->tail == NULL) {
+    buf[at] = '\0';
+    return at;
+  }
+  size_t room = len - 1 - at;
+  size_t n = t->tail_len < room ? t->tail_len : room;
   /* The newest n bytes end at tail_pos. */
   size_t start = (t->tail_pos + t->tail_cap - n) % t->tail_cap;
   size_t first = t->tail_cap - start;
   if (first > n) first = n;
-  memcpy(buf, t->tail + start, first);
-  memcpy(buf + first, t->tail, n - first);
-  buf[n] = '\0';
-  return n;
+  memcpy(buf + at, t->tail + start, first);
+  memcpy(buf + at + first, t->tail, n - first);
+  buf[at + n] = '\0';
+  return at + n;
 }
 
 static void on_err_line(void *ud, const char *line, size_t len) {
@@ -219,14 +323,30 @@ static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n > 0) {
     note_read(&t->err_framer, t->err_offered, (size_t)n);
     tail_append(t, buf->base, (size_t)n);
-    if (!t->closing) clink__framer_commit(&t->err_framer, (size_t)n);
+    if (!t->closing) commit_read(t, &t->err_framer, (size_t)n);
     return;
   }
   if (n == 0) return;
   uv_read_stop(s);
   t->err_eof = 1;
-  if (!t->closing) clink__framer_finish(&t->err_framer);
+  if (n == UV_ENOBUFS)
+    stream_unreadable(t);
+  else if (!t->closing)
+    finish_stream(t, &t->err_framer);
   maybe_report_exit(t);
+}
+
+int clink__transport_trim(clink__transport *t) {
+  if (t == NULL) return UV_EINVAL;
+  if (t->closing) return 0; /* everything is freed soon */
+  t->trim_wanted = 1;
+  if (t->delivering) return UV_EBUSY;
+  return trim_now(t);
+}
+
+size_t clink__transport_heap_bytes(const clink__transport *t) {
+  return sizeof(*t) + t->out_framer.cap + t->err_framer.cap + (t->tail ? t->tail_cap : 0) +
+         t->wq_bytes + t->wq_lines * sizeof(wreq);
 }
 
 /* --------------------------------------------------------------- writes */
@@ -276,13 +396,13 @@ static void flush_writes(clink__transport *t) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t sent = sendmsg(t->in_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      int err = errno; /* before poll_stop(), which may change errno */
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
       t->in_broken = 1;
       poll_stop(t);
       /* libuv codes are -errno on Unix. */
-      wq_pop_all(t, errno == EPIPE || errno == ECONNRESET ? write_error_status(t)
-                                                           : (-errno));
+      wq_pop_all(t, err == EPIPE || err == ECONNRESET ? write_error_status(t) : -err);
       return;
     }
     size_t left = (size_t)sent;
@@ -384,6 +504,185 @@ void clink__transport_write_queue(const clink__transport *t, size_t *bytes,
 
 int clink__transport_pid(const clink__transport *t) { return t->proc.pid; }
 
+/* --------------------------------------------------------- process group */
+
+/* The CLI leads its own session and process group (UV_PROCESS_DETACHED: the
+ * child calls setsid(), so pgid == pid, and a session leader can never move
+ * to another group); the helpers it starts (MCP servers, Bash tool children)
+ * inherit the group. Every signal goes to the whole group, once: the leader
+ * is in it.
+ *
+ * A group id may be signalled only while it cannot name somebody else's
+ * group. While the CLI is unreaped its pid, so the group id, is taken. Once
+ * libuv has reaped it the id stays taken only while the group has members:
+ * when the last one is gone the kernel may give the number to a new process,
+ * which may lead a group of its own. So after the CLI's exit:
+ * - with a pidfd (Linux >= 6.9), opened at spawn while the CLI was surely
+ *   unreaped, pidfd_send_signal(PIDFD_SIGNAL_PROCESS_GROUP) reaches the group
+ *   of that very process and nothing else (a reused number is another struct
+ *   pid): SIGTERM, then SIGKILL after term_grace_ms unless the group is gone
+ *   first;
+ * - without one, the group gets one SIGTERM from the exit callback, in the
+ *   loop iteration in which libuv reaped the CLI (a freed pid number comes
+ *   back only after the allocator has gone round all of pid_max, which takes
+ *   far longer than that), and never a later signal: helpers that ignore
+ *   SIGTERM then survive. */
+
+#ifdef HAVE_PIDFD
+static int sys_pidfd_open(int pid) {
+#ifdef HAVE_PIDFD_WRAPPERS
+  return pidfd_open(pid, 0);
+#else
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+}
+
+static int sys_pidfd_group_signal(int fd, int sig) {
+#ifdef HAVE_PIDFD_WRAPPERS
+  return pidfd_send_signal(fd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP);
+#else
+  return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP);
+#endif
+}
+#endif
+
+/* -1 when group signals through a pidfd are not available (old kernel,
+ * valgrind, no fd left): the fallback above applies. */
+static int open_group_pidfd(int pid) {
+#ifdef HAVE_PIDFD
+  int fd = sys_pidfd_open(pid);
+  if (fd < 0) return -1;
+  /* Signal 0 asks whether the kernel knows PIDFD_SIGNAL_PROCESS_GROUP. */
+  if (sys_pidfd_group_signal(fd, 0) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+#else
+  return -1;
+#endif
+}
+
+/* 0: sent (for signal 0: the group has members); UV_ESRCH: the group is
+ * empty; UV_ENOTSUP: there is no safe way to reach it any more. */
+static int signal_group(clink__transport *t, int sig) {
+  if (!t->spawned) return UV_ESRCH;
+#ifdef HAVE_PIDFD
+  if (t->pidfd >= 0) return sys_pidfd_group_signal(t->pidfd, sig) == 0 ? 0 : -errno;
+#endif
+  if (t->exited) return UV_ENOTSUP;
+  return uv_kill(-t->pgid, sig);
+}
+
+int clink__transport_group_signals_after_exit(const clink__transport *t) {
+  return t->pidfd >= 0;
+}
+
+static int send_signal(clink__transport *t, int sig) {
+  if (sig == SIGTERM) {
+    t->term_sent = 1;
+    t->term_sent_at = uv_now(t->loop);
+  } else if (sig == SIGKILL) {
+    t->kill_sent = 1;
+  }
+  return signal_group(t, sig);
+}
+
+/* Whether a process of group pgid still runs, as opposed to members that
+ * are dead but not yet reaped by their new parent (a container's init may
+ * never do that). Only decides whether to stop waiting; never whom to
+ * signal. 1 when unsure. */
+static int group_has_running(int pgid) {
+#ifdef __linux__
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 1;
+  int running = 0;
+  struct dirent *e;
+  while (!running && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp ...": comm may hold anything. */
+    char *p = strrchr(buf, ')');
+    char state;
+    int ppid, pgrp;
+    if (p != NULL && sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
+        state != 'Z' && state != 'X')
+      running = 1;
+  }
+  closedir(d);
+  return running;
+#else
+  return 1;
+#endif
+}
+
+static void group_done(clink__transport *t) {
+  t->group = GROUP_DONE;
+  uv_timer_stop(&t->group_timer);
+  if (t->pidfd >= 0) { /* nothing more to signal: give the fd back now */
+    close(t->pidfd);
+    t->pidfd = -1;
+  }
+  maybe_finish_close(t);
+}
+
+static void arm_group_poll(clink__transport *t);
+
+static void on_group_poll(uv_timer_t *timer) {
+  clink__transport *t = timer->data;
+  if (signal_group(t, 0) != 0 || !group_has_running(t->pgid)) {
+    group_done(t);
+    return;
+  }
+  if (uv_now(t->loop) >= t->group_kill_at) {
+    send_signal(t, SIGKILL);
+    group_done(t); /* SIGKILL cannot be ignored: nothing left to wait for */
+    return;
+  }
+  if (t->group_poll_ms < GROUP_POLL_MAX_MS) t->group_poll_ms *= 2;
+  if (t->group_poll_ms > GROUP_POLL_MAX_MS) t->group_poll_ms = GROUP_POLL_MAX_MS;
+  arm_group_poll(t);
+}
+
+static void arm_group_poll(clink__transport *t) {
+  uint64_t left = clink__until(t->group_kill_at, uv_now(t->loop));
+  uv_timer_start(&t->group_timer, on_group_poll, clink__earliest(t->group_poll_ms, left), 0);
+}
+
+/* From the exit callback, once: the rest of the CLI's group. */
+static void group_after_exit(clink__transport *t) {
+  if (t->kill_sent) { /* the whole group got SIGKILL already */
+    group_done(t);
+    return;
+  }
+  if (t->pidfd < 0) {
+    /* The fallback: the one moment the id is still safe (see above). */
+    if (!t->term_sent) uv_kill(-t->pgid, SIGTERM);
+    group_done(t);
+    return;
+  }
+  if (signal_group(t, 0) != 0) { /* nobody left: the usual case */
+    group_done(t);
+    return;
+  }
+  if (!t->term_sent) send_signal(t, SIGTERM);
+  t->group_kill_at = clink__deadline(t->term_sent_at, t->term_grace_ms);
+  if (t->group_kill_at == CLINK__NEVER) { /* never SIGKILL: nothing to wait for */
+    group_done(t);
+    return;
+  }
+  t->group = GROUP_TERM;
+  t->group_poll_ms = GROUP_POLL_FIRST_MS;
+  arm_group_poll(t);
+}
+
 /* ------------------------------------------------------------- exit path */
 
 static void report_exit(clink__transport *t) {
@@ -409,11 +708,10 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal) 
   t->exited = 1;
   t->exit_status = exit_status;
   t->term_signal = term_signal;
-  if (t->closing) {
-    uv_timer_stop(&t->timer);
-    if (t->phase != PHASE_NONE) finish_close(t);
-    return;
-  }
+  if (t->closing) uv_timer_stop(&t->timer);
+  /* First, in this very callback: the fallback relies on it. */
+  group_after_exit(t);
+  if (t->closing) return; /* group_after_exit() finishes the close */
   shut_input(t);
   wq_pop_all(t, CLINK_EEXITED);
   if (t->closing) return;
@@ -426,25 +724,16 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal) 
 
 /* ----------------------------------------------------------------- close */
 
-/* The child leads its own process group (setsid at spawn), so signalling the
- * group reaches its helpers too. Only done while it is unreaped, when its pid
- * (and so the group id) cannot have been reused. */
-static void signal_child(clink__transport *t, int sig) {
-  if (!t->spawned || t->exited) return;
-  uv_kill(-t->proc.pid, sig);
-  uv_process_kill(&t->proc, sig);
-}
-
 static void on_escalate(uv_timer_t *timer) {
   clink__transport *t = timer->data;
   if (t->exited) return;
   if (t->phase == PHASE_EOF) {
     t->phase = PHASE_TERM;
-    signal_child(t, SIGTERM);
-    uv_timer_start(&t->timer, on_escalate, t->term_grace_ms, 0);
+    send_signal(t, SIGTERM);
+    arm(&t->timer, on_escalate, t->term_grace_ms);
   } else if (t->phase == PHASE_TERM) {
     t->phase = PHASE_KILL;
-    signal_child(t, SIGKILL);
+    send_signal(t, SIGKILL);
     /* SIGKILL cannot be ignored; the exit callback ends the close. */
   }
 }
@@ -452,8 +741,7 @@ static void on_escalate(uv_timer_t *timer) {
 int clink__transport_kill(clink__transport *t, int sig) {
   if (t == NULL) return UV_EINVAL;
   if (!t->spawned || t->exited) return CLINK_EEXITED;
-  signal_child(t, sig);
-  return 0;
+  return send_signal(t, sig);
 }
 
 static void finish_close(clink__transport *t) {
@@ -466,6 +754,15 @@ static void finish_close(clink__transport *t) {
   close_handle(t, (uv_handle_t *)&t->in_poll);
   close_handle(t, (uv_handle_t *)&t->timer);
   close_handle(t, (uv_handle_t *)&t->defer);
+  close_handle(t, (uv_handle_t *)&t->group_timer);
+}
+
+/* The close ends once the close has started, the CLI is reaped (if it ever
+ * ran) and its group is dealt with. */
+static void maybe_finish_close(clink__transport *t) {
+  if (t->closing && t->phase != PHASE_NONE &&
+      (!t->spawned || (t->exited && t->group == GROUP_DONE)))
+    finish_close(t);
 }
 
 static void on_close_start(uv_timer_t *timer) {
@@ -475,11 +772,10 @@ static void on_close_start(uv_timer_t *timer) {
   shut_input(t);
   t->phase = PHASE_EOF;
   if (!t->spawned || t->exited) {
-    finish_close(t);
+    maybe_finish_close(t);
     return;
   }
-  uv_timer_stop(&t->timer);
-  uv_timer_start(&t->timer, on_escalate, t->eof_grace_ms, 0);
+  arm(&t->timer, on_escalate, t->eof_grace_ms);
 }
 
 int clink__transport_close(clink__transport *t, clink__transport_close_cb cb, void *ud) {
@@ -519,6 +815,7 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   if (t == NULL) return UV_ENOMEM;
   t->loop = loop;
   t->in_fd = -1;
+  t->pidfd = -1;
   t->cbs = *cbs;
   t->ud = ud;
   t->wq_max_bytes = spec->write_queue_bytes;
@@ -541,6 +838,9 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     rc = (-errno);
+    if (errbuf != NULL && errlen > 0)
+      snprintf(errbuf, errlen, "failed to start %s: its stdin: %s", spec->file,
+               clink_strerror(rc));
     transport_free(t);
     return rc;
   }
@@ -556,6 +856,8 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
   init_handle(t, (uv_handle_t *)&t->timer);
   uv_timer_init(loop, &t->defer);
   init_handle(t, (uv_handle_t *)&t->defer);
+  uv_timer_init(loop, &t->group_timer);
+  init_handle(t, (uv_handle_t *)&t->group_timer);
   rc = uv_poll_init(loop, &t->in_poll, t->in_fd);
   if (rc == 0) init_handle(t, (uv_handle_t *)&t->in_poll);
 
@@ -582,13 +884,19 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
     /* uv_spawn needs a close even when it fails. */
     rc = uv_spawn(loop, &t->proc, &po);
     init_handle(t, (uv_handle_t *)&t->proc);
-    if (rc != 0 && errbuf != NULL && errlen > 0)
-      snprintf(errbuf, errlen, "failed to start %s%s%s: %s", spec->file,
-               spec->cwd ? " in " : "", spec->cwd ? spec->cwd : "", clink_strerror(rc));
+    if (rc != 0) {
+      if (errbuf != NULL && errlen > 0)
+        snprintf(errbuf, errlen, "failed to start %s%s%s: %s", spec->file,
+                 spec->cwd ? " in " : "", spec->cwd ? spec->cwd : "", clink_strerror(rc));
+      rc = clink__spawn_error(rc);
+    }
   }
   close(sv[1]);
   if (rc == 0) {
     t->spawned = 1;
+    t->pgid = t->proc.pid;
+    /* Now, while the child cannot have been reaped yet. */
+    t->pidfd = open_group_pidfd(t->pgid);
     rc = start_reading(t);
   }
   if (rc != 0) {
@@ -600,7 +908,7 @@ int clink__transport_spawn(clink__transport **out, uv_loop_t *loop,
     t->closing = 1;
     t->close_cb = NULL;
     uv_timer_start(&t->defer, on_close_start, 0, 0);
-    return t->spawned ? rc : CLINK_ESPAWN;
+    return rc;
   }
   *out = t;
   return 0;

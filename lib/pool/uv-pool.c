@@ -256,7 +256,10 @@ static void on_member_connect(clink_client *c, int status, void *ud) {
   settle_permit(p, m, status, now);
   if (m->st == M_CLOSING) return;
   if (status != 0) {
-    clink__pool_log(p, CLINK_LOG_WARNING, "session_create_failed", clink_err_name(status), 1);
+    char why[256] = "";
+    if (status == UV_EMFILE || status == UV_ENFILE) clink__fd_headroom(1, why, sizeof(why));
+    clink__pool_log(p, CLINK_LOG_WARNING, "session_create_failed",
+                    why[0] ? why : clink_err_name(status), 1);
     p->fill_backoff = p->fill_backoff ? p->fill_backoff * 2 : FILL_BACKOFF_MIN_MS;
     if (p->fill_backoff > FILL_BACKOFF_MAX_MS) p->fill_backoff = FILL_BACKOFF_MAX_MS;
     p->fill_retry_at = clink__deadline(now, p->fill_backoff);
@@ -414,6 +417,10 @@ int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
     clink_pool_config_free(d);
     cfg = &defaults;
   }
+  /* Refused at once rather than failing spawn by spawn later: each session
+   * holds descriptors of the host for its whole life. */
+  char why[256];
+  if (clink__fd_headroom(cfg->max_size, why, sizeof(why)) != 0) return UV_EMFILE;
   clink_pool *p = clink__calloc(1, sizeof(*p));
   if (p == NULL) return UV_ENOMEM;
   p->loop = loop;

@@ -327,6 +327,11 @@ int clink_err_is_retryable(int err) {
     case CLINK_ECONTROL_TIMEOUT:
     /* Back-pressure and overload: fine after a delay. */
     case UV_EAGAIN:
+    /* The host ran out of descriptors or memory (a failed spawn keeps these
+     * codes): transient, other sessions close meanwhile. */
+    case UV_EMFILE:
+    case UV_ENFILE:
+    case UV_ENOMEM:
     case CLINK_EWRITE_QUEUE_FULL:
     case CLINK_EQUEUE_FULL:
     case CLINK_ETOO_MANY_REQUESTS:
@@ -335,15 +340,14 @@ int clink_err_is_retryable(int err) {
     case CLINK_ECIRCUIT_OPEN:
       return 1;
     /* Everything else is no, notably: CLI_NOT_FOUND, CLI_EXEC_DENIED and
-     * SPAWN (the path checks passed and the start still failed: a bad cwd, a
-     * bad interpreter, ENOEXEC; the transport does not keep the uv code, and
-     * the usual causes are permanent), TURN_FAILED (classify the turn by its
+     * SPAWN (the path checks passed and exec or chdir still failed: a bad
+     * cwd, a bad interpreter, ENOEXEC; permanent), TURN_FAILED (classify the turn by its
      * API status with clink_api_status_is_retryable()), CONTROL_ERROR (the CLI
      * answered), PROTOCOL, BAD_JSON, LINE_TOO_LONG (the same input gives the
      * same output), CLOSING, INTERRUPTED, UV_ECANCELED (someone chose to
      * stop), RETRY_EXHAUSTED and BUDGET_EXHAUSTED (retrying a retrier's
      * verdict multiplies attempts across layers), UV_EINVAL, UV_EBUSY,
-     * UV_ENOMEM (more load makes it worse), unknown codes. */
+     * unknown codes. */
     default:
       return 0;
   }

@@ -107,6 +107,30 @@ int clink__spawn_spec_build(clink__spawn_spec *spec, const clink_options *opts,
                             char *errbuf, size_t errlen);
 void clink__spawn_spec_free(clink__spawn_spec *spec);
 
+/* What a failed uv_spawn() becomes: running out of descriptors, processes or
+ * memory (UV_EMFILE, UV_ENFILE, UV_EAGAIN, UV_ENOMEM) keeps its libuv code,
+ * which clink_err_is_retryable() accepts; anything else (exec or chdir
+ * failed: a missing or bad program, a bad cwd) is CLINK_ESPAWN. */
+int clink__spawn_error(int uv_err);
+
+/* Descriptors a running session holds: the stdin socket, stdout and stderr
+ * (libuv makes UV_CREATE_PIPE a socketpair on Linux; our ends), and the
+ * CLI's pidfd (Linux, for its process group). tests/test-transport.c
+ * measures it. */
+#define CLINK__FDS_PER_SESSION 4
+/* More needed while a session starts: 4 held for a moment (the child's ends
+ * of its three channels and libuv's exec-error pipe are open while our pidfd
+ * is not yet), plus 4 that libuv keeps once the first child has started (its
+ * SIGCHLD pipes: 2 per process, 2 per loop). Measured there too. */
+#define CLINK__FDS_SPAWN_EXTRA 8
+
+/* Whether `sessions` more sessions fit under the soft RLIMIT_NOFILE, given
+ * the descriptors open now: CLINK__FDS_PER_SESSION each plus
+ * CLINK__FDS_SPAWN_EXTRA for the one being started. 0: they fit (or there is
+ * no limit); UV_EMFILE: they do not, and err (may be NULL) says how many are
+ * needed, what the limits are and what to do. For the pool, before it grows. */
+int clink__fd_headroom(size_t sessions, char *err, size_t len);
+
 /* Just the CLI flags (without argv[0]); for tests and for the spec. */
 int clink__options_build_args(const clink_options *opts, char ***args_out);
 void clink__strv_free(char **v);

@@ -1,6 +1,10 @@
 /* From options to what exec needs: argv, environment, the CLI's path. Pure
  * code apart from stat()/access() during discovery. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +310,111 @@ static int resolve_cli(const clink_options *o, const strv *env, char **out,
   return CLINK_ECLI_NOT_FOUND;
 }
 
+/* exec happens after chdir(cwd option), where a relative path checked here
+ * against the host's cwd would name another file, or none: make it
+ * absolute first. */
+static int make_absolute(char **path, char *errbuf, size_t errlen) {
+  if ((*path)[0] == '/') return 0;
+  char *cwd = NULL;
+  for (size_t cap = 256;; cap *= 2) {
+    char *n = realloc(cwd, cap);
+    if (n == NULL) {
+      clink__free(cwd);
+      return UV_ENOMEM;
+    }
+    cwd = n;
+    if (getcwd(cwd, cap) != NULL) break;
+    if (errno != ERANGE) {
+      int rc = -errno;
+      if (errbuf && errlen)
+        snprintf(errbuf, errlen, "cannot make %s absolute: the current directory: %s", *path,
+                 strerror(errno));
+      clink__free(cwd);
+      return rc;
+    }
+  }
+  const char *rel = *path;
+  while (rel[0] == '.' && rel[1] == '/') {
+    rel += 2;
+    while (*rel == '/') rel++;
+  }
+  char *abs = concat3(cwd, strcmp(cwd, "/") == 0 ? "" : "/", rel);
+  clink__free(cwd);
+  if (abs == NULL) return UV_ENOMEM;
+  clink__free(*path);
+  *path = abs;
+  return 0;
+}
+
+int clink__spawn_error(int uv_err) {
+  switch (uv_err) {
+    case UV_EMFILE:
+    case UV_ENFILE:
+    case UV_EAGAIN:
+    case UV_ENOMEM:
+      return uv_err;
+    default:
+      return CLINK_ESPAWN;
+  }
+}
+
+/* Descriptors open now below limit (those above it take no slot). */
+static unsigned long long fds_open_below(unsigned long long limit) {
+  unsigned long long n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d != NULL) {
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      unsigned long long fd = strtoull(e->d_name, NULL, 10);
+      if ((int)fd != self && fd < limit) n++;
+    }
+    closedir(d);
+    return n;
+  }
+  /* No /proc: ask each descriptor. */
+  unsigned long long top = limit < 65536 ? limit : 65536;
+  for (unsigned long long fd = 0; fd < top; fd++)
+    if (fcntl((int)fd, F_GETFD) != -1) n++;
+  return n;
+}
+
+int clink__fd_headroom(size_t sessions, char *err, size_t len) {
+  if (err && len) err[0] = '\0';
+  struct rlimit rl;
+  if (sessions == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return 0;
+  unsigned long long limit = (unsigned long long)rl.rlim_cur;
+  unsigned long long open_now = fds_open_below(limit);
+  unsigned long long free_slots = limit > open_now ? limit - open_now : 0;
+  /* Saturating: a huge count must not wrap into one that fits. */
+  unsigned long long n = sessions;
+  unsigned long long need =
+      n > (ULLONG_MAX - CLINK__FDS_SPAWN_EXTRA) / CLINK__FDS_PER_SESSION
+          ? ULLONG_MAX
+          : n * CLINK__FDS_PER_SESSION + CLINK__FDS_SPAWN_EXTRA;
+  if (need <= free_slots) return 0;
+  if (err && len) {
+    char hard[32];
+    if (rl.rlim_max == RLIM_INFINITY)
+      snprintf(hard, sizeof(hard), "unlimited");
+    else
+      snprintf(hard, sizeof(hard), "%llu", (unsigned long long)rl.rlim_max);
+    unsigned long long fit = free_slots > CLINK__FDS_SPAWN_EXTRA
+                                 ? (free_slots - CLINK__FDS_SPAWN_EXTRA) / CLINK__FDS_PER_SESSION
+                                 : 0;
+    snprintf(err, len,
+             "too few file descriptors for %zu more sessions: each needs %d (plus %d while one "
+             "starts), %llu in all, but RLIMIT_NOFILE is %llu with %llu open, leaving %llu "
+             "(room for %llu sessions); raise the limit (ulimit -n, setrlimit(); hard limit %s) "
+             "or use fewer sessions",
+             sessions, CLINK__FDS_PER_SESSION, CLINK__FDS_SPAWN_EXTRA, need, limit, open_now,
+             free_slots, fit, hard);
+  }
+  return UV_EMFILE;
+}
+
 /* ------------------------------------------------------------------ spec */
 
 #ifndef CLINK_EXEC_SHIM_PATH
@@ -333,15 +442,24 @@ int clink__spawn_spec_build(clink__spawn_spec *spec, const clink_options *o,
   memset(spec, 0, sizeof(*spec));
   strv env = {0};
   strv argv = {0};
+  char *shim = NULL;
   build_env(&env, o);
   if (env.oom) goto oom;
 
   int rc = resolve_cli(o, &env, &spec->cli, errbuf, errlen);
+  if (rc == 0) rc = make_absolute(&spec->cli, errbuf, errlen);
+  const char *shim0 = o->exec_shim_set ? o->exec_shim : default_shim();
+  if (rc == 0 && shim0 != NULL) {
+    shim = clink__strdup(shim0);
+    rc = shim == NULL ? UV_ENOMEM : make_absolute(&shim, errbuf, errlen);
+  }
   if (rc != 0) {
+    clink__free(shim);
+    clink__free(spec->cli);
+    spec->cli = NULL;
     clink__strv_free(env.v);
     return rc;
   }
-  const char *shim = o->exec_shim_set ? o->exec_shim : default_shim();
   if (shim) {
     char ppid[32];
     snprintf(ppid, sizeof(ppid), "%ld", (long)getpid());
@@ -352,7 +470,8 @@ int clink__spawn_spec_build(clink__spawn_spec *spec, const clink_options *o,
   build_args(&argv, o);
   if (argv.oom) goto oom;
 
-  spec->file = clink__strdup(shim ? shim : spec->cli);
+  spec->file = shim ? shim : clink__strdup(spec->cli);
+  shim = NULL; /* owned by the spec now */
   spec->cwd = clink__strdup(o->cwd);
   if (spec->file == NULL || (o->cwd && spec->cwd == NULL)) goto oom;
   spec->argv = argv.v;
@@ -366,6 +485,7 @@ int clink__spawn_spec_build(clink__spawn_spec *spec, const clink_options *o,
   return 0;
 
 oom:
+  clink__free(shim);
   clink__strv_free(env.v);
   clink__strv_free(argv.v);
   clink__spawn_spec_free(spec);

@@ -18,6 +18,8 @@ int clink__framer_init_sized(clink__framer *f, size_t max_line, size_t cap,
   if (f->buf == NULL) return UV_ENOMEM;
   f->max_line = max_line;
   f->min_read = min_read;
+  f->init_cap = cap;
+  f->init_min_read = min_read;
   f->line_cb = line_cb;
   f->error_cb = error_cb;
   f->ud = ud;
@@ -41,10 +43,14 @@ void clink__framer_free(clink__framer *f) {
 void clink__framer_stop(clink__framer *f) { f->stopped = 1; }
 
 static void report_long_line(clink__framer *f) {
-  f->long_lines++;
+  int err = f->skip_err != 0 ? f->skip_err : CLINK_ELINE_TOO_LONG;
+  if (f->skip_err != 0)
+    f->dropped_lines++;
+  else
+    f->long_lines++;
+  f->skip_err = 0;
   if (f->error_cb != NULL && !f->stopped)
-    f->error_cb(f->ud, CLINK_ELINE_TOO_LONG, f->prefix, f->prefix_len,
-                f->skipped_total);
+    f->error_cb(f->ud, err, f->prefix, f->prefix_len, f->skipped_total);
   f->skipping = 0;
   f->skipped_total = 0;
   f->prefix_len = 0;
@@ -163,6 +169,34 @@ int clink__framer_feed(clink__framer *f, const char *data, size_t len) {
     len -= n;
     clink__framer_commit(f, n);
   }
+  return 0;
+}
+
+void clink__framer_drop(clink__framer *f, int err) {
+  size_t pending = f->end - f->start;
+  if (f->skipping || pending == 0) return;
+  /* As process() does for an over-long line: a trailing '\r' may be half of
+   * a "\r\n" and is kept until the next byte tells. */
+  size_t cr = f->buf[f->end - 1] == '\r' ? 1 : 0;
+  begin_skip(f, f->buf + f->start, pending - cr);
+  f->skip_err = err;
+  if (cr) f->buf[0] = '\r';
+  f->start = 0;
+  f->scan = f->end = cr;
+}
+
+int clink__framer_shrink(clink__framer *f) {
+  f->min_read = f->init_min_read;
+  if (f->end > f->start) return UV_EBUSY;
+  f->start = f->scan = f->end = 0;
+  if (f->cap <= f->init_cap) return 0;
+  /* A new block rather than realloc(): nothing to copy, and a big buffer
+   * (mmap'd by the allocator) goes back whole instead of being cut down. */
+  char *nbuf = malloc(f->init_cap);
+  if (nbuf == NULL) return UV_ENOMEM; /* the big buffer is still valid */
+  clink__free(f->buf);
+  f->buf = nbuf;
+  f->cap = f->init_cap;
   return 0;
 }
 
