@@ -853,7 +853,8 @@ typedef enum clink_pool_close_reason {
   CLINK_POOL_CLOSE_REBALANCE = 6,
   CLINK_POOL_CLOSE_SHUTDOWN = 7,
   CLINK_POOL_CLOSE_USER = 8, /* its holder closed it (clink_client_close()) */
-  CLINK_POOL_CLOSE_REASONS_ = 9 /* the reasons this header knows */
+  CLINK_POOL_CLOSE_MEMORY = 9, /* its CLI grew past the RSS limit */
+  CLINK_POOL_CLOSE_REASONS_ = 10 /* the reasons this header knows */
 } clink_pool_close_reason;
 /* Room in clink_pool_stats for reasons: fixed, so reasons added later fit
  * without changing the struct. */
@@ -889,6 +890,16 @@ CLINK_EXTERN int clink_pool_config_set_leak_threshold_ms(clink_pool_config *cfg,
 CLINK_EXTERN int clink_pool_config_set_shutdown(clink_pool_config *cfg, unsigned int batch,
                                                 uint64_t per_process_ms,
                                                 uint64_t per_batch_ms);
+/* Recycles idle members whose CLI's resident memory (RSS, /proc/<pid>/statm)
+ * exceeds max_rss_bytes (0: no limit, the default): long-lived CLIs grow.
+ * Idle members are looked at every check_ms on the pool's timer (0 or
+ * CLINK_NEVER: only when clink_pool_check_member_rss() is called). A member
+ * over the limit closes with CLINK_POOL_CLOSE_MEMORY; the last one only
+ * once its successor is connected. Checked-out members are looked at when
+ * they are idle again. */
+CLINK_EXTERN int clink_pool_config_set_max_member_rss(clink_pool_config *cfg,
+                                                      uint64_t max_rss_bytes,
+                                                      uint64_t check_ms);
 
 typedef void (*clink_pool_event_cb)(clink_pool *pool, clink_pool_event event,
                                     clink_client *client, const char *detail, void *ud);
@@ -930,6 +941,15 @@ CLINK_EXTERN int clink_pool_acquire(clink_pool *pool, const char *session_id,
 /* Gives a member back: healthy ones go idle, dead or unhealthy ones are
  * closed and replaced to keep min idle. */
 CLINK_EXTERN int clink_pool_release(clink_pool *pool, clink_client *client);
+/* Looks at the idle members' RSS now (see
+ * clink_pool_config_set_max_member_rss()); returns how many were over the
+ * limit (closed, or waiting for their successor), 0 without a limit. One
+ * small /proc read per idle member. */
+CLINK_EXTERN int clink_pool_check_member_rss(clink_pool *pool);
+/* The live members (starting, idle or checked out), for reports: copies up
+ * to cap of them to out (may be NULL when cap is 0) and returns how many
+ * there are. Borrowed: use them in the same loop turn, read-outs only. */
+CLINK_EXTERN size_t clink_pool_clients(const clink_pool *pool, clink_client **out, size_t cap);
 
 /* Stops accepting, then closes members in batches. A second call escalates
  * to IMMEDIATE. cb runs once, from the loop, after every member is closed;
@@ -1239,6 +1259,7 @@ CLINK_EXTERN const char *clink_outbox_last_error(const clink_outbox *ob);
  * after it returns. Legal from any outbox callback. UV_EBUSY on a second
  * call. */
 CLINK_EXTERN int clink_outbox_close(clink_outbox *ob, clink_outbox_close_cb cb, void *ud);
+
 
 #ifdef __cplusplus
 }
