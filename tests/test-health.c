@@ -774,6 +774,32 @@ START_TEST(detailed_matches_the_seed) {
 }
 END_TEST
 
+/* Session ids are written by a fast path when they need no escape, by the
+ * JSON escaper otherwise: both parse back to the same strings. */
+START_TEST(active_sessions_escaped) {
+  static const char *const ids[] = {
+      "a\"b", "c\\d", "e\nf\x01", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+      "12345678\"0", "123456789012345\x1f", "plain-uuid-like-0000", "\xc3\xa9t\xc3\xa9"};
+  size_t n = sizeof(ids) / sizeof(ids[0]);
+  clink_health_snapshot *s = synthetic(n + 1, 1, 1);
+  for (size_t i = 0; i < n; i++) snprintf(s->sess[i].id, sizeof(s->sess[i].id), "%s", ids[i]);
+  s->sess[n].state = CLINK_CLIENT_CLOSED; /* not active: not listed */
+  cJSON *j = render_json(s, CLINK_HEALTH_FORMAT_DETAILED);
+  cJSON *arr = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sessions"), "active_sessions");
+  ck_assert_int_eq(cJSON_GetArraySize(arr), (int)n);
+  for (size_t i = 0; i < n; i++)
+    ck_assert_str_eq(cJSON_GetArrayItem(arr, (int)i)->valuestring, ids[i]);
+  cJSON_Delete(j);
+  s->n_sess = 0;
+  j = render_json(s, CLINK_HEALTH_FORMAT_DETAILED);
+  arr = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "sessions"), "active_sessions");
+  ck_assert(cJSON_IsArray(arr));
+  ck_assert_int_eq(cJSON_GetArraySize(arr), 0);
+  cJSON_Delete(j);
+  clink_health_snapshot_free(s);
+}
+END_TEST
+
 START_TEST(metrics_has_the_seeds_ten_keys) {
   clink_health_snapshot *s = synthetic(15, 3, 1);
   s->sessions_created = 150;
@@ -1914,6 +1940,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, procfs_parsers);
   TC("render", 10);
   tcase_add_test(tc, detailed_matches_the_seed);
+  tcase_add_test(tc, active_sessions_escaped);
   tcase_add_test(tc, metrics_has_the_seeds_ten_keys);
   tcase_add_test(tc, stability_report);
   tcase_add_test(tc, health_json_draft);

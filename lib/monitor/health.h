@@ -248,6 +248,9 @@ typedef struct clink__wbuf {
 } clink__wbuf;
 void clink__w_put(clink__wbuf *w, const char *s, size_t n);
 void clink__w_str(clink__wbuf *w, const char *s);
+void clink__w_u64(clink__wbuf *w, uint64_t v);
+/* A JSON string literal, quoted and escaped (RFC 8259). */
+void clink__w_json_str(clink__wbuf *w, const char *s);
 void clink__w_fmt(clink__wbuf *w, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -11,7 +11,15 @@
 #define P "claudelink_"
 
 static void family(clink__wbuf *w, const char *name, const char *type, const char *help) {
-  clink__w_fmt(w, "# HELP " P "%s %s\n# TYPE " P "%s %s\n", name, help, name, type);
+  clink__w_str(w, "# HELP " P);
+  clink__w_str(w, name);
+  clink__w_put(w, " ", 1);
+  clink__w_str(w, help);
+  clink__w_str(w, "\n# TYPE " P);
+  clink__w_str(w, name);
+  clink__w_put(w, " ", 1);
+  clink__w_str(w, type);
+  clink__w_put(w, "\n", 1);
 }
 
 static void w_num(clink__wbuf *w, double v) {
@@ -20,7 +28,8 @@ static void w_num(clink__wbuf *w, double v) {
   } else if (isinf(v)) {
     clink__w_str(w, v > 0 ? "+Inf" : "-Inf");
   } else if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-    clink__w_fmt(w, "%.0f", v);
+    if (v < 0) clink__w_put(w, "-", 1);
+    clink__w_u64(w, (uint64_t)fabs(v));
   } else {
     clink__w_fmt(w, "%.9g", v);
   }
@@ -45,10 +54,14 @@ static void sample2(clink__wbuf *w, const char *name, const char *k1, const char
   clink__w_str(w, P);
   clink__w_str(w, name);
   if (k1) {
-    clink__w_fmt(w, "{%s=\"", k1);
+    clink__w_put(w, "{", 1);
+    clink__w_str(w, k1);
+    clink__w_put(w, "=\"", 2);
     w_escaped(w, v1);
     if (k2) {
-      clink__w_fmt(w, "\",%s=\"", k2);
+      clink__w_put(w, "\",", 2);
+      clink__w_str(w, k2);
+      clink__w_put(w, "=\"", 2);
       w_escaped(w, v2);
     }
     clink__w_str(w, "\"}");
@@ -84,16 +97,29 @@ static void histogram(clink__wbuf *w, const char *name, const char *help, const 
   family(w, name, "histogram", help);
   uint64_t cum = 0;
   char bound[32];
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i <= n; i++) {
     cum += counts[i];
-    snprintf(bound, sizeof(bound), "%.6g", le[i]);
-    clink__w_fmt(w, P "%s_bucket{le=\"%s\"} %llu\n", name, bound, (unsigned long long)cum);
+    if (i < n)
+      snprintf(bound, sizeof(bound), "%.6g", le[i]);
+    else
+      memcpy(bound, "+Inf", 5);
+    clink__w_str(w, P);
+    clink__w_str(w, name);
+    clink__w_str(w, "_bucket{le=\"");
+    clink__w_str(w, bound);
+    clink__w_str(w, "\"} ");
+    clink__w_u64(w, cum);
+    clink__w_put(w, "\n", 1);
   }
-  cum += counts[n];
-  clink__w_fmt(w, P "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-  clink__w_fmt(w, P "%s_sum ", name);
+  clink__w_str(w, P);
+  clink__w_str(w, name);
+  clink__w_str(w, "_sum ");
   w_num(w, sum_s);
-  clink__w_fmt(w, "\n" P "%s_count %llu\n", name, (unsigned long long)cum);
+  clink__w_str(w, "\n" P);
+  clink__w_str(w, name);
+  clink__w_str(w, "_count ");
+  clink__w_u64(w, cum);
+  clink__w_put(w, "\n", 1);
 }
 
 static void latency(clink__wbuf *w, const char *name, const char *help, const clink__histo *h) {

@@ -101,6 +101,7 @@ struct clink_health {
   double mem_used_pct;
   uint64_t proc_rss, proc_vms;
   double disk_pct;
+  uint64_t clock_ticks; /* per second */
 };
 
 static void arm(clink_health *h);
@@ -170,8 +171,12 @@ static int reserve_scratch(clink_health *h, size_t n) {
   return clink__hs_reserve((void **)&h->scratch, &h->cap_scratch, n, sizeof(*h->scratch));
 }
 
+/* Snapshot strings: truncated to fit (no snprintf: it is per session). */
 static void copy_trunc(char *dst, size_t cap, const char *src) {
-  snprintf(dst, cap, "%s", src ? src : "");
+  size_t n = src ? strlen(src) : 0;
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src ? src : "", n);
+  dst[n] = '\0';
 }
 
 static int is_active(clink_client_state st) {
@@ -184,6 +189,7 @@ typedef struct observation {
   clink__tcount acc;
   uint64_t active;
   uint64_t now;
+  double hz; /* clock ticks per second */
 } observation;
 
 static void see(clink_health *h, observation *o, clink_client *c, int pooled) {
@@ -223,7 +229,7 @@ static void see(clink_health *h, observation *o, clink_client *c, int pooled) {
   sh->pid = pid;
   sh->rss_bytes = e->rss;
   sh->vms_bytes = e->vms;
-  sh->cpu_seconds = (double)e->cpu_ticks / (double)clink__clock_ticks();
+  sh->cpu_seconds = (double)e->cpu_ticks / o->hz;
 }
 
 static void pool_add(clink_pool_stats *sum, const clink_pool_stats *p) {
@@ -265,6 +271,7 @@ static int observe(clink_health *h, clink_health_snapshot *s) {
   o.acc.turn_latency = &h->turn_latency;
   o.acc.connect_time = &h->connect_time;
   o.now = now_ms(h);
+  o.hz = (double)h->clock_ticks;
   uint64_t created = h->clients_attached, configs = 0;
   if (s) {
     if (clink__hs_reserve((void **)&s->sess, &s->cap_sess, n, sizeof(*s->sess)) != 0) {
@@ -319,7 +326,7 @@ static int observe(clink_health *h, clink_health_snapshot *s) {
 static void sample_processes(clink_health *h, uint64_t now) {
   clink__tracker *t = &h->tr;
   if (t->cap == 0) return;
-  uint64_t hz = clink__clock_ticks();
+  uint64_t hz = h->clock_ticks;
   size_t reads = 0;
   for (size_t k = 0; k < t->cap && reads < CLINK_HEALTH_PROC_READS_PER_SAMPLE; k++) {
     size_t i = (t->proc_cursor + k) & (t->cap - 1);
@@ -770,6 +777,7 @@ int clink_health_new(clink_health **out, uv_loop_t *loop) {
   h->sess_warn = CLINK_HEALTH_DEFAULT_SESSIONS_WARN;
   h->disk_pct = -1;
   h->cpu_pct = -1;
+  h->clock_ticks = clink__clock_ticks();
   h->service = clink__strdup("claudelink");
   h->version = clink__strdup(clink_version_string());
   h->disk_path = clink__strdup("/");
