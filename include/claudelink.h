@@ -1430,7 +1430,9 @@ CLINK_EXTERN int clink_health_check_done(clink_health_check *run, clink_check_st
  * and when a snapshot is taken. Detach each before it is freed (a client in
  * its close callback, a pool before its shutdown callback returns).
  * UV_EEXIST when attached already. */
+/* A pool: its stats, and each member as a session (see attach_client). */
 CLINK_EXTERN int clink_health_attach_pool(clink_health *h, clink_pool *pool);
+/* A client as a session: metrics, state, session id, its CLI's RSS and CPU. */
 CLINK_EXTERN int clink_health_attach_client(clink_health *h, clink_client *client);
 /* Every breaker of the registry (stability.circuit_breakers). */
 CLINK_EXTERN int clink_health_attach_breakers(clink_health *h, clink_breaker_registry *reg);
@@ -1465,7 +1467,9 @@ CLINK_EXTERN int clink_health_fallbacks_add(clink_health_fallbacks *out, const c
  * when it is answered (failed: nonzero for an error, e.g. a 5xx). They feed
  * performance.requests_total, requests_in_progress, errors_total and
  * error_rate, and a latency histogram. Increments: no allocation, no lock. */
+/* A request arrived (requests_total and requests_in_progress go up). */
 CLINK_EXTERN void clink_health_request_begin(clink_health *h);
+/* It was answered after duration_us; failed nonzero counts an error. */
 CLINK_EXTERN void clink_health_request_end(clink_health *h, int failed, uint64_t duration_us);
 
 /* The verdict from the checks' latest answers. */
@@ -1474,6 +1478,7 @@ CLINK_EXTERN clink_health_status clink_health_get_status(const clink_health *h);
 /* An empty snapshot, to fill with clink_health_snapshot_take() as often as
  * needed (its memory is reused). */
 CLINK_EXTERN int clink_health_snapshot_new(clink_health_snapshot **out);
+/* Frees a snapshot (NULL is a no-op). */
 CLINK_EXTERN void clink_health_snapshot_free(clink_health_snapshot *snap);
 /* Takes every figure at once: plain data afterwards, independent of the
  * monitor (render it any number of ways, later, elsewhere). Reads no file:
@@ -1481,9 +1486,10 @@ CLINK_EXTERN void clink_health_snapshot_free(clink_health_snapshot *snap);
 CLINK_EXTERN int clink_health_snapshot_take(clink_health *h, clink_health_snapshot *snap);
 /* The verdict in the snapshot. */
 CLINK_EXTERN clink_health_status clink_health_snapshot_status(const clink_health_snapshot *snap);
-/* The snapshot's checks: count, then name (valid as long as the snapshot),
- * status and critical flag of the i-th. UV_EINVAL past the count. */
+/* How many checks the snapshot holds. */
 CLINK_EXTERN size_t clink_health_snapshot_check_count(const clink_health_snapshot *snap);
+/* The i-th check: name (valid as long as the snapshot), status and critical
+ * flag (each out-param may be NULL). UV_EINVAL past the count. */
 CLINK_EXTERN int clink_health_snapshot_check(const clink_health_snapshot *snap, size_t i,
                                              const char **name, clink_check_status *status,
                                              int *critical);

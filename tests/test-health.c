@@ -1126,7 +1126,8 @@ typedef struct ucheck {
   int calls;
   uint64_t at[64]; /* loop time of each call */
   int mode; /* 0 pass now, 1 keep the run, 2 close the monitor then answer,
-             * 3 fail now, 4 warn now, 5 keep it and answer 20 ms later */
+             * 3 fail now, 4 warn now, 5 keep it and answer 20 ms later,
+             * 6 fail now with a secret in the message */
   clink_health_check *kept;
   uv_timer_t *later;
   int done_rc;
@@ -1336,6 +1337,10 @@ static void ucheck_fn(clink_health *h, clink_health_check *run, void *ud) {
     case 3:
       u->done_rc = API(clink_health_check_done(run, CLINK_CHECK_FAIL, 0, "", "broken"));
       break;
+    case 6:
+      u->done_rc = API(clink_health_check_done(
+          run, CLINK_CHECK_FAIL, 0, NULL, "auth failed with ANTHROPIC_API_KEY=sk-ant-abc123 set"));
+      break;
     case 5:
       u->kept = run;
       uv_timer_start(u->later, answer_later, 20, 0);
@@ -1452,6 +1457,19 @@ START_TEST(checks_run_and_status_follows) {
   for (i = T.n_ev - 1; i >= 0 && strcmp(T.ev[i], "health_check_failed"); i--) {
   }
   ck_assert_int_eq(T.ev_level[i], CLINK_LOG_WARNING);
+}
+END_TEST
+
+/* A secret in a check's message never reaches the events. */
+START_TEST(check_events_are_redacted) {
+  make_monitor(0, 0);
+  ucheck u = {0};
+  u.mode = 6;
+  ck_assert_int_eq(API(clink_health_add_check(T.h, "auth", 10, 0, 0, ucheck_fn, &u)), 0);
+  RUN_UNTIL(count_events("health_check_failed", "auth") == 1);
+  int i = find_event("health_check_failed", "auth");
+  ck_assert_str_eq(T.ev_message[i], "auth failed with ANTHROPIC_API_KEY=[REDACTED] set");
+  ck_assert_ptr_null(strstr(T.ev_message[i], "sk-ant"));
 }
 END_TEST
 
@@ -1845,6 +1863,67 @@ START_TEST(sessions_processes_and_meter) {
 }
 END_TEST
 
+static void on_ob_open(clink_outbox *ob, int status, void *ud) {
+  (void)ob;
+  *(int *)ud = status == 0 ? 1 : -1;
+}
+
+static void on_ob_enqueued(clink_outbox *ob, int status, int64_t id, void *ud) {
+  (void)ob;
+  (void)id;
+  *(int *)ud = status == 0 ? 1 : -1;
+}
+
+static void on_ob_closed(clink_outbox *ob, void *ud) {
+  (void)ob;
+  *(int *)ud = 1;
+}
+
+/* An attached outbox shows up in /health/stability and Prometheus (an
+ * outbox built without SQLite cannot open: nothing to attach). */
+START_TEST(outbox_attached) {
+  char dir[] = "/tmp/clink-health-XXXXXX", db[64];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(db, sizeof(db), "%s/outbox.db", dir);
+  clink_outbox *ob = NULL;
+  int opened = 0, enq = 0, closed = 0;
+  int rc = clink_outbox_open(&ob, &T.loop, db, NULL, on_ob_open, &opened);
+#ifndef CLINK__HAVE_SQLITE
+  ck_assert_int_eq(rc, UV_ENOTSUP);
+  rmdir(dir);
+  return;
+#endif
+  ck_assert_int_eq(rc, 0);
+  RUN_UNTIL(opened != 0);
+  ck_assert_int_eq(opened, 1);
+  make_monitor(0, 0);
+  ck_assert_int_eq(API(clink_health_attach_outbox(T.h, ob)), 0);
+  ck_assert_int_eq(clink_outbox_enqueue(ob, "hello", NULL, NULL, NULL, NULL, on_ob_enqueued, &enq), 0);
+  RUN_UNTIL(enq != 0);
+  ck_assert_int_eq(enq, 1);
+  RUN_UNTIL(check_now("nothing") == NULL && T.snap->have_outbox && T.snap->outbox.pending == 1);
+  char *out;
+  ck_assert_int_eq(clink_health_render_alloc(T.snap, CLINK_HEALTH_FORMAT_STABILITY, &out, NULL), 0);
+  cJSON *j = cJSON_Parse(out);
+  clink_free(out);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "outbox"), "pending")->valueint, 1);
+  cJSON_Delete(j);
+  ck_assert_int_eq(clink_health_render_alloc(T.snap, CLINK_HEALTH_FORMAT_PROMETHEUS, &out, NULL), 0);
+  ck_assert_ptr_nonnull(strstr(out, "claudelink_outbox_messages{state=\"pending\"} 1\n"));
+  clink_free(out);
+  ck_assert_int_eq(API(clink_health_detach(T.h, ob)), 0);
+  ck_assert_int_eq(clink_outbox_close(ob, on_ob_closed, &closed), 0);
+  RUN_UNTIL(closed);
+  static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+  char p[96];
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof(p), "%s%s", db, sfx[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+END_TEST
+
 static void provide(clink_health_fallbacks *out, void *ud) {
   int *calls = ud;
   (*calls)++;
@@ -1952,6 +2031,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, add_remove_and_validation);
   tcase_add_test(tc, checks_run_and_status_follows);
   tcase_add_test(tc, check_timeout_on_the_loop);
+  tcase_add_test(tc, check_events_are_redacted);
   tcase_add_test(tc, check_answered_later);
   tcase_add_test(tc, check_closes_the_monitor);
   tcase_add_test(tc, answers_after_close_and_remove);
@@ -1962,6 +2042,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, sdk_check_pings_a_pooled_member);
   tcase_add_test(tc, close_during_sdk_probe);
   tcase_add_test(tc, sessions_processes_and_meter);
+  tcase_add_test(tc, outbox_attached);
 #undef TC
   return clink_test_run(s);
 }
