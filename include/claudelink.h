@@ -1395,7 +1395,9 @@ CLINK_EXTERN int clink_health_set_memory_thresholds(clink_health *h, double warn
 CLINK_EXTERN int clink_health_set_session_thresholds(clink_health *h, uint64_t warn,
                                                      uint64_t fail);
 
-/* Registers a check (name copied, unique: UV_EEXIST). interval_ms between
+/* Registers a check (name copied, 1 to 63 bytes, unique: UV_EEXIST; a name
+ * "component:measurement" is also its application/health+json key, other
+ * names get one from the unit they report). interval_ms between
  * the starts of two runs (CLINK_NEVER: only on clink_health_run_checks());
  * timeout_ms bounds a run (0 or CLINK_NEVER: none); a failing critical check
  * makes the monitor UNHEALTHY. Its first run starts when the loop runs. */
@@ -1482,7 +1484,19 @@ CLINK_EXTERN int clink_health_snapshot_new(clink_health_snapshot **out);
 CLINK_EXTERN void clink_health_snapshot_free(clink_health_snapshot *snap);
 /* Takes every figure at once: plain data afterwards, independent of the
  * monitor (render it any number of ways, later, elsewhere). Reads no file:
- * process and system figures are those of the latest sample. UV_ENOMEM. */
+ * process and system figures are those of the latest sample. UV_ENOMEM.
+ * The seed's fields as filled here: sessions.active_count counts attached
+ * sessions (clients, pool members) connecting, connected or recovering;
+ * total_created the pools' created plus the clients ever attached;
+ * active_sessions the ids of the connected ones (a CLI reports its id with
+ * its first turn); session_configs the spawn profiles in use (pools and
+ * clients attached); performance comes from the request meter, error_rate
+ * in percent; claude_sdk from the claude_sdk check ("connected",
+ * "degraded", "disconnected"; "unknown" and last_check null before it
+ * answered). Counters the monitor adds up (turns, session errors,
+ * reconnection attempts, turn and connect time histograms) are read from
+ * the sessions' metrics at every sample and snapshot: a session's last
+ * changes before it is closed or detached may be missed. */
 CLINK_EXTERN int clink_health_snapshot_take(clink_health *h, clink_health_snapshot *snap);
 /* The verdict in the snapshot. */
 CLINK_EXTERN clink_health_status clink_health_snapshot_status(const clink_health_snapshot *snap);
