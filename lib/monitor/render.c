@@ -542,7 +542,8 @@ int clink_health_render_alloc(const clink_health_snapshot *s, clink_health_forma
     cJSON *root = clink__render_json(s, f);
     if (root == NULL) return UV_ENOMEM;
     /* Printed into our own buffer (clink_free()), whatever hooks cJSON has. */
-    size_t cap = 1024 + 96 * s->n_sess + 160 * (s->n_brk + s->n_fb + s->n_chk);
+    size_t per_session = f == CLINK_HEALTH_FORMAT_SESSIONS ? 640 : 48;
+    size_t cap = 1024 + per_session * s->n_sess + 320 * (s->n_brk + s->n_fb + s->n_chk);
     int rc = UV_ENOMEM;
     for (int tries = 0; tries < 8 && cap <= INT32_MAX; tries++, cap *= 2) {
       char *p = malloc(cap);
