@@ -876,7 +876,8 @@ typedef enum clink_pool_close_reason {
   CLINK_POOL_CLOSE_REBALANCE = 6,
   CLINK_POOL_CLOSE_SHUTDOWN = 7,
   CLINK_POOL_CLOSE_USER = 8, /* its holder closed it (clink_client_close()) */
-  CLINK_POOL_CLOSE_REASONS_ = 9 /* the reasons this header knows */
+  CLINK_POOL_CLOSE_MEMORY = 9, /* its CLI grew past the RSS limit */
+  CLINK_POOL_CLOSE_REASONS_ = 10 /* the reasons this header knows */
 } clink_pool_close_reason;
 /* Room in clink_pool_stats for reasons: fixed, so reasons added later fit
  * without changing the struct. */
@@ -910,6 +911,16 @@ CLINK_EXTERN int clink_pool_config_set_leak_threshold_ms(clink_pool_config *cfg,
 CLINK_EXTERN int clink_pool_config_set_shutdown(clink_pool_config *cfg, unsigned int batch,
                                                 uint64_t per_process_ms,
                                                 uint64_t per_batch_ms);
+/* Recycles idle members whose CLI's resident memory (RSS, /proc/<pid>/statm)
+ * exceeds max_rss_bytes (0: no limit, the default): long-lived CLIs grow.
+ * Idle members are looked at every check_ms on the pool's timer (0 or
+ * CLINK_NEVER: only when clink_pool_check_member_rss() is called). A member
+ * over the limit closes with CLINK_POOL_CLOSE_MEMORY; the last one only
+ * once its successor is connected. Checked-out members are looked at when
+ * they are idle again. */
+CLINK_EXTERN int clink_pool_config_set_max_member_rss(clink_pool_config *cfg,
+                                                      uint64_t max_rss_bytes,
+                                                      uint64_t check_ms);
 
 typedef void (*clink_pool_event_cb)(clink_pool *pool, clink_pool_event event,
                                     clink_client *client, const char *detail, void *ud);
@@ -954,6 +965,15 @@ CLINK_EXTERN int clink_pool_acquire(clink_pool *pool, const char *session_id,
 /* Gives a member back: healthy ones go idle, dead or unhealthy ones are
  * closed and replaced to keep min idle. */
 CLINK_EXTERN int clink_pool_release(clink_pool *pool, clink_client *client);
+/* Looks at the idle members' RSS now (see
+ * clink_pool_config_set_max_member_rss()); returns how many were over the
+ * limit (closed, or waiting for their successor), 0 without a limit. One
+ * small /proc read per idle member. */
+CLINK_EXTERN int clink_pool_check_member_rss(clink_pool *pool);
+/* The live members (starting, idle or checked out), for reports: copies up
+ * to cap of them to out (may be NULL when cap is 0) and returns how many
+ * there are. Borrowed: use them in the same loop turn, read-outs only. */
+CLINK_EXTERN size_t clink_pool_clients(const clink_pool *pool, clink_client **out, size_t cap);
 
 /* Stops accepting, then closes members in batches. A second call escalates
  * to IMMEDIATE. cb runs once, from the loop, after every member is closed;
@@ -1263,6 +1283,299 @@ CLINK_EXTERN const char *clink_outbox_last_error(const clink_outbox *ob);
  * after it returns. Legal from any outbox callback. UV_EBUSY on a second
  * call. */
 CLINK_EXTERN int clink_outbox_close(clink_outbox *ob, clink_outbox_close_cb cb, void *ud);
+
+/* -------------------------------------------------------- health monitor */
+
+/* The observability half: registered health checks on the host's loop, the
+ * figures of the objects attached to the monitor (pools, clients, the
+ * breaker registry, fallbacks, the outbox) read through their public
+ * read-outs, system figures from the kernel, and one snapshot rendered many
+ * ways (the seed's /health/detailed, /metrics and /health/stability JSON,
+ * application/health+json, Prometheus text).
+ *
+ * Checks run on an unref'd timer: a monitor alone never keeps the loop
+ * alive. A check is a function that starts a run and answers it exactly
+ * once, now or later, with clink_health_check_done(); a run that does not
+ * answer within the check's timeout fails; a check never runs twice at once
+ * (while a run is out, even a timed-out one, the next waits for its
+ * answer). Three checks are built in, as the seed registers them:
+ * "claude_sdk" (critical: spawns and initializes a temporary CLI, or pings an
+ * idle member of an attached pool; reports the time it took), "memory"
+ * (system memory used, warn above 90 %) and "sessions" (active sessions,
+ * warn above 100). Status: a failing critical check makes the monitor
+ * UNHEALTHY; any other failure or warning makes it DEGRADED.
+ *
+ * System figures (CPU %, load, memory, this process's RSS and VMS, disk
+ * usage) and each CLI's RSS and CPU (/proc/<pid>) are sampled on the same
+ * timer (at most CLINK_HEALTH_PROC_READS_PER_SAMPLE process reads a sample),
+ * never per request. Attached objects are borrowed: detach them
+ * (clink_health_detach()) before they are freed. */
+
+typedef struct clink_health clink_health;                   /* a monitor */
+typedef struct clink_health_check clink_health_check;       /* one run of a check */
+typedef struct clink_health_snapshot clink_health_snapshot; /* figures taken at once */
+typedef struct clink_health_fallbacks clink_health_fallbacks; /* where fallbacks report */
+
+/* The monitor's verdict (the seed's "status"). */
+typedef enum clink_health_status {
+  CLINK_HEALTH_HEALTHY = 0,
+  CLINK_HEALTH_DEGRADED = 1,
+  CLINK_HEALTH_UNHEALTHY = 2
+} clink_health_status;
+
+/* One check's result (draft-inadarei-api-health-check's pass/warn/fail). */
+typedef enum clink_check_status {
+  CLINK_CHECK_PASS = 0,
+  CLINK_CHECK_WARN = 1,
+  CLINK_CHECK_FAIL = 2,
+  CLINK_CHECK_PENDING = 3 /* has not answered yet: counts as neither */
+} clink_check_status;
+
+/* The renderings of a snapshot (see clink_health_render()). */
+typedef enum clink_health_format {
+  CLINK_HEALTH_FORMAT_DETAILED = 0,    /* the seed's /health/detailed JSON */
+  CLINK_HEALTH_FORMAT_METRICS = 1,     /* the seed's /metrics JSON (its ten keys) */
+  CLINK_HEALTH_FORMAT_STABILITY = 2,   /* /health/stability: breakers, fallbacks, checks */
+  CLINK_HEALTH_FORMAT_HEALTH_JSON = 3, /* application/health+json */
+  CLINK_HEALTH_FORMAT_PROMETHEUS = 4,  /* text exposition format 0.0.4 */
+  CLINK_HEALTH_FORMAT_VERBOSE = 5,     /* Kubernetes ?verbose text: [+]name ok */
+  CLINK_HEALTH_FORMAT_SESSIONS = 6,    /* per-session health, JSON */
+  CLINK_HEALTH_FORMAT_SESSIONS_TEXT = 7 /* the course's health report per session */
+} clink_health_format;
+
+/* The course's grades of a session. */
+typedef enum clink_grade {
+  CLINK_GRADE_POOR = 0,
+  CLINK_GRADE_STARTING = 1, /* stability only: up less than 10 minutes */
+  CLINK_GRADE_GOOD = 2,
+  CLINK_GRADE_EXCELLENT = 3
+} clink_grade;
+
+/* The built-in checks' names and defaults. */
+#define CLINK_HEALTH_CHECK_SDK "claude_sdk"
+#define CLINK_HEALTH_CHECK_MEMORY "memory"
+#define CLINK_HEALTH_CHECK_SESSIONS "sessions"
+#define CLINK_HEALTH_DEFAULT_SDK_INTERVAL_MS 60000
+#define CLINK_HEALTH_DEFAULT_SDK_TIMEOUT_MS 30000
+#define CLINK_HEALTH_DEFAULT_INTERVAL_MS 30000
+#define CLINK_HEALTH_DEFAULT_TIMEOUT_MS 5000
+#define CLINK_HEALTH_DEFAULT_MEMORY_WARN_PCT 90.0
+#define CLINK_HEALTH_DEFAULT_SESSIONS_WARN 100
+#define CLINK_HEALTH_DEFAULT_SAMPLE_MS 5000
+#define CLINK_HEALTH_PROC_READS_PER_SAMPLE 256
+
+/* "healthy", "degraded", "unhealthy"; "unknown" outside the enum. */
+CLINK_EXTERN const char *clink_health_status_name(clink_health_status status);
+/* "pass", "warn", "fail", "pending"; "unknown" outside the enum. */
+CLINK_EXTERN const char *clink_check_status_name(clink_check_status status);
+/* "Poor", "Starting", "Good", "Excellent" (the course's words). */
+CLINK_EXTERN const char *clink_grade_name(clink_grade grade);
+
+/* A check starts a run: answer it exactly once with
+ * clink_health_check_done(), from here or later. Runs from the loop; may call
+ * any function of the library, clink_health_close() included. */
+typedef void (*clink_health_check_fn)(clink_health *h, clink_health_check *run, void *ud);
+/* The verdict changed (from the loop, never inside the call that caused it). */
+typedef void (*clink_health_status_cb)(clink_health *h, clink_health_status from,
+                                       clink_health_status to, void *ud);
+typedef void (*clink_health_close_cb)(clink_health *h, void *ud);
+/* A fallback provider: called synchronously by clink_health_snapshot_take()
+ * to fill the fallback_stats section with clink_health_fallbacks_add(), one
+ * call per operation. It must only report (call nothing else of the monitor);
+ * out is valid until it returns. */
+typedef void (*clink_health_fallback_fn)(clink_health_fallbacks *out, void *ud);
+
+/* A monitor on loop with the three built-in checks, sampling at once and
+ * then every CLINK_HEALTH_DEFAULT_SAMPLE_MS; its first checks run when the
+ * loop runs. Free it with clink_health_close(). */
+CLINK_EXTERN int clink_health_new(clink_health **out, uv_loop_t *loop);
+/* The seed's "service" and "version" (copied; defaults "claudelink" and the
+ * library's version). */
+CLINK_EXTERN int clink_health_set_service(clink_health *h, const char *service,
+                                          const char *version);
+/* How often system and process figures are sampled (>= 10 ms). */
+CLINK_EXTERN int clink_health_set_sample_interval_ms(clink_health *h, uint64_t ms);
+/* The file system whose usage is reported (copied; default "/"). */
+CLINK_EXTERN int clink_health_set_disk_path(clink_health *h, const char *path);
+/* Structured events (borrowed sink; NULL: none; component "health_monitor"):
+ * health_check_failed (ERROR for a critical check, else WARNING),
+ * health_check_degraded (a warning), health_check_recovered (back to pass),
+ * health_status_changed; fields check_name, status, critical,
+ * observed_value, observed_unit, message, consecutive_failures. */
+CLINK_EXTERN void clink_health_set_events(clink_health *h, clink_events *sink);
+/* Called when the verdict changes. */
+CLINK_EXTERN void clink_health_set_status_cb(clink_health *h, clink_health_status_cb cb,
+                                             void *ud);
+/* The spawn profile of the claude_sdk check's temporary CLI (copied; NULL:
+ * the defaults, `claude` found as clink_options_new() finds it). With a pool
+ * attached, an idle member is pinged instead (clink_client_ping()). */
+CLINK_EXTERN int clink_health_set_sdk_options(clink_health *h, const clink_options *opts);
+/* The memory check: warn above warn_pct, fail above fail_pct of system
+ * memory used (0 disables either; defaults 90 and 0). */
+CLINK_EXTERN int clink_health_set_memory_thresholds(clink_health *h, double warn_pct,
+                                                    double fail_pct);
+/* The sessions check: warn above warn, fail above fail active sessions (0
+ * disables either; defaults 100 and 0). */
+CLINK_EXTERN int clink_health_set_session_thresholds(clink_health *h, uint64_t warn,
+                                                     uint64_t fail);
+
+/* Registers a check (name copied, 1 to 63 bytes, unique: UV_EEXIST; a name
+ * "component:measurement" is also its application/health+json key, other
+ * names get one from the unit they report). interval_ms between
+ * the starts of two runs (CLINK_NEVER: only on clink_health_run_checks());
+ * timeout_ms bounds a run (0 or CLINK_NEVER: none); a failing critical check
+ * makes the monitor UNHEALTHY. Its first run starts when the loop runs. */
+CLINK_EXTERN int clink_health_add_check(clink_health *h, const char *name, uint64_t interval_ms,
+                                        uint64_t timeout_ms, int critical,
+                                        clink_health_check_fn fn, void *ud);
+/* Changes a check's interval and timeout (built-ins too); UV_ENOENT. */
+CLINK_EXTERN int clink_health_set_check_schedule(clink_health *h, const char *name,
+                                                 uint64_t interval_ms, uint64_t timeout_ms);
+/* Makes a check critical or not (built-ins too); UV_ENOENT. */
+CLINK_EXTERN int clink_health_set_check_critical(clink_health *h, const char *name,
+                                                 int critical);
+/* Removes a check (built-ins too); a run it has out is answered in vain
+ * (clink_health_check_done() returns UV_ECANCELED). UV_ENOENT. */
+CLINK_EXTERN int clink_health_remove_check(clink_health *h, const char *name);
+/* Starts the named check (NULL: every check) from the loop, soon, unless a
+ * run of it is out. UV_ENOENT. */
+CLINK_EXTERN int clink_health_run_checks(clink_health *h, const char *name);
+/* The check a run belongs to (valid until the run is answered). */
+CLINK_EXTERN const char *clink_health_check_name(const clink_health_check *run);
+/* Answers a run, exactly once; the run is freed. observed_value and
+ * observed_unit (may be NULL; e.g. "ms", "percent") and message (may be
+ * NULL) are copied. Returns 0; UV_ETIMEDOUT when the run had timed out
+ * already (the answer is ignored); UV_ECANCELED when the check was removed;
+ * CLINK_ECLOSING when the monitor closed; UV_EINVAL for a status other than
+ * PASS, WARN or FAIL (the run is then still open). */
+CLINK_EXTERN int clink_health_check_done(clink_health_check *run, clink_check_status status,
+                                         double observed_value, const char *observed_unit,
+                                         const char *message);
+
+/* Attachments: borrowed, read through their public read-outs when sampled
+ * and when a snapshot is taken. Detach each before it is freed (a client in
+ * its close callback, a pool before its shutdown callback returns).
+ * UV_EEXIST when attached already. */
+/* A pool: its stats, and each member as a session (see attach_client). */
+CLINK_EXTERN int clink_health_attach_pool(clink_health *h, clink_pool *pool);
+/* A client as a session: metrics, state, session id, its CLI's RSS and CPU. */
+CLINK_EXTERN int clink_health_attach_client(clink_health *h, clink_client *client);
+/* Every breaker of the registry (stability.circuit_breakers). */
+CLINK_EXTERN int clink_health_attach_breakers(clink_health *h, clink_breaker_registry *reg);
+/* The outbox's pending, in flight, delivered, dead and oldest pending age. */
+CLINK_EXTERN int clink_health_attach_outbox(clink_health *h, clink_outbox *ob);
+/* The fallback_stats section comes from fn (NULL: none). A fallback object
+ * plugs in with a provider that reports each operation:
+ *   static void provide(clink_health_fallbacks *out, void *ud) {
+ *     clink_health_fallback_op op = {sizeof(op), calls, primary_ok, used, hits};
+ *     clink_health_fallbacks_add(out, "chat", &op);
+ *   } */
+CLINK_EXTERN int clink_health_set_fallback_provider(clink_health *h, clink_health_fallback_fn fn,
+                                                    void *ud);
+/* Removes any attachment of object (pool, client, registry, outbox).
+ * UV_ENOENT when it was not attached. */
+CLINK_EXTERN int clink_health_detach(clink_health *h, const void *object);
+
+/* One fallback operation's figures, in the seed's names. */
+typedef struct clink_health_fallback_op {
+  size_t struct_size;
+  uint64_t total_calls;     /* calls of the operation */
+  uint64_t primary_success; /* answered by the primary path */
+  uint64_t fallback_used;   /* answered by a fallback */
+  uint64_t cache_hits;      /* of those, from the fallback cache */
+} clink_health_fallback_op;
+/* Reports one operation (operation copied, at most 63 bytes kept). UV_EINVAL,
+ * UV_ENOMEM. */
+CLINK_EXTERN int clink_health_fallbacks_add(clink_health_fallbacks *out, const char *operation,
+                                            const clink_health_fallback_op *op);
+
+/* The request meter: a server calls begin when a request arrives and end
+ * when it is answered (failed: nonzero for an error, e.g. a 5xx). They feed
+ * performance.requests_total, requests_in_progress, errors_total and
+ * error_rate, and a latency histogram. Increments: no allocation, no lock. */
+/* A request arrived (requests_total and requests_in_progress go up). */
+CLINK_EXTERN void clink_health_request_begin(clink_health *h);
+/* It was answered after duration_us; failed nonzero counts an error. */
+CLINK_EXTERN void clink_health_request_end(clink_health *h, int failed, uint64_t duration_us);
+
+/* The verdict from the checks' latest answers. */
+CLINK_EXTERN clink_health_status clink_health_get_status(const clink_health *h);
+
+/* An empty snapshot, to fill with clink_health_snapshot_take() as often as
+ * needed (its memory is reused). */
+CLINK_EXTERN int clink_health_snapshot_new(clink_health_snapshot **out);
+/* Frees a snapshot (NULL is a no-op). */
+CLINK_EXTERN void clink_health_snapshot_free(clink_health_snapshot *snap);
+/* Takes every figure at once: plain data afterwards, independent of the
+ * monitor (render it any number of ways, later, elsewhere). Reads no file:
+ * process and system figures are those of the latest sample. UV_ENOMEM.
+ * The seed's fields as filled here: sessions.active_count counts attached
+ * sessions (clients, pool members) connecting, connected or recovering;
+ * total_created the pools' created plus the clients ever attached;
+ * active_sessions the ids of the connected ones (a CLI reports its id with
+ * its first turn); session_configs the spawn profiles in use (pools and
+ * clients attached); performance comes from the request meter, error_rate
+ * in percent; claude_sdk from the claude_sdk check ("connected",
+ * "degraded", "disconnected"; "unknown" and last_check null before it
+ * answered). Counters the monitor adds up (turns, session errors,
+ * reconnection attempts, turn and connect time histograms) are read from
+ * the sessions' metrics at every sample and snapshot: a session's last
+ * changes before it is closed or detached may be missed. */
+CLINK_EXTERN int clink_health_snapshot_take(clink_health *h, clink_health_snapshot *snap);
+/* The verdict in the snapshot. */
+CLINK_EXTERN clink_health_status clink_health_snapshot_status(const clink_health_snapshot *snap);
+/* How many checks the snapshot holds. */
+CLINK_EXTERN size_t clink_health_snapshot_check_count(const clink_health_snapshot *snap);
+/* The i-th check: name (valid as long as the snapshot), status and critical
+ * flag (each out-param may be NULL). UV_EINVAL past the count. */
+CLINK_EXTERN int clink_health_snapshot_check(const clink_health_snapshot *snap, size_t i,
+                                             const char **name, clink_check_status *status,
+                                             int *critical);
+/* Renders into the caller's buffer: 0 and *len (the bytes written, a NUL
+ * follows), or UV_ENOBUFS and *len the size needed (NUL excluded). No global
+ * state; timestamps are ISO 8601 UTC. */
+CLINK_EXTERN int clink_health_render(const clink_health_snapshot *snap,
+                                     clink_health_format format, char *buf, size_t cap,
+                                     size_t *len);
+/* Renders into a buffer the caller frees with clink_free(); len may be NULL. */
+CLINK_EXTERN int clink_health_render_alloc(const clink_health_snapshot *snap,
+                                           clink_health_format format, char **out,
+                                           size_t *len);
+/* The HTTP Content-Type of a rendering ("application/json",
+ * "application/health+json", "text/plain; version=0.0.4; charset=utf-8"...). */
+CLINK_EXTERN const char *clink_health_format_content_type(clink_health_format format);
+
+/* A session's health as the course's per-connection monitor computes it,
+ * from clink_client_get_metrics() and /proc/<pid>. */
+typedef struct clink_session_health {
+  size_t struct_size;
+  uint64_t uptime_ms;         /* since connected */
+  uint64_t messages;          /* stream-json lines in and out */
+  uint64_t errors;            /* errors reported by the client */
+  double throughput;          /* messages per second of uptime */
+  double error_rate;          /* errors / max(messages, 1), a fraction */
+  clink_grade error_rate_grade; /* < 1 % Excellent, < 5 % Good, else Poor */
+  clink_grade throughput_grade; /* > 10/s Excellent, > 5/s Good, else Poor */
+  clink_grade stability_grade;  /* up > 1 h Excellent, > 10 min Good, else Starting */
+  int pid;                      /* the CLI's, 0 when none runs */
+  uint64_t rss_bytes, vms_bytes; /* the CLI's memory, 0 when unknown */
+  double cpu_seconds;           /* the CLI's user + system time */
+} clink_session_health;
+/* Reads one client (out->struct_size must be set by the caller). Reads
+ * /proc/<pid> (a small file read). */
+CLINK_EXTERN int clink_session_health_get(const clink_client *client, clink_session_health *out);
+/* The course's text report ("CONNECTION HEALTH REPORT", uptime, messages,
+ * errors, throughput, the three grades), into the caller's buffer as
+ * clink_health_render() does. */
+CLINK_EXTERN int clink_session_health_report(const clink_session_health *sh, char *buf,
+                                             size_t cap, size_t *len);
+
+/* Stops checking and sampling; runs out are answered in vain
+ * (CLINK_ECLOSING); waits for the claude_sdk probe in flight (its temporary
+ * CLI is closed, a pinged pool member released when its ping ends). cb
+ * runs once, from the loop; the monitor is freed after it returns. Legal
+ * from any callback, a check's included. UV_EBUSY on a second call. */
+CLINK_EXTERN int clink_health_close(clink_health *h, clink_health_close_cb cb, void *ud);
 
 #ifdef __cplusplus
 }

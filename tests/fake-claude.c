@@ -163,6 +163,9 @@
  *   FAKE_STDERR_FLOOD=BYTES  at start-up write BYTES bytes of 100-byte lines
  *                            to stderr (blocks until the host drains them).
  *   FAKE_STARTUP_DELAY_MS=MS sleep MS before reading stdin.
+ *   FAKE_ALLOC_MB=N          at start-up allocate N MiB and write to every
+ *                            page, so the process's RSS grows by about that
+ *                            much (kept until exit): a CLI that grew.
  *   FAKE_INIT_DELAY_MS=MS    sleep MS before answering each initialize.
  *   FAKE_NO_CONTROL_RESPONSE=1  never answer control requests. They still
  *                            take effect (interrupt, set_model, ...).
@@ -188,7 +191,7 @@
  *
  * Start-up order: SIGTERM/SIGINT set-up, FAKE_PRINT_ARGV, FAKE_STDERR_FLOOD,
  * FAKE_EXIT_IMMEDIATELY, the --verbose check, FAKE_BENCH_*,
- * FAKE_STARTUP_DELAY_MS, then the stdin loop.
+ * FAKE_ALLOC_MB, FAKE_STARTUP_DELAY_MS, then the stdin loop.
  *
  * Performance: every output line is preformatted; the assistant text line is
  * built once per turn and copied into a 256 KiB buffer with only its uuid
@@ -267,7 +270,7 @@ struct config {
     long long hang_after, hang_turn;
     long long long_line, stderr_flood, api_error, exit_after_turns;
     long long startup_delay_ms, init_delay_ms, exit_immediately;
-    long long bench_lines, bench_line_bytes;
+    long long bench_lines, bench_line_bytes, alloc_mb;
     bool echo, garbage, tool, ignore_sigterm, no_control_response;
     bool hook, mcp, cancel_permission, unknown_request, stderr_turns;
     bool print_argv, has_exit_immediately, bench;
@@ -311,6 +314,7 @@ static struct {
     char *out;
     size_t out_len;
     bool drain_while_writing;
+    char *grown; /* FAKE_ALLOC_MB */
 } g;
 
 /* ---------------------------------------------------------------- utils */
@@ -668,6 +672,7 @@ static void load_knobs(void)
     c->api_error = env_num("FAKE_API_ERROR", 0, 0);
     c->exit_after_turns = env_num("FAKE_EXIT_AFTER_TURNS", 0, 0);
     c->startup_delay_ms = env_num("FAKE_STARTUP_DELAY_MS", 0, 0);
+    c->alloc_mb = env_num("FAKE_ALLOC_MB", 0, 0);
     c->init_delay_ms = env_num("FAKE_INIT_DELAY_MS", 0, 0);
     c->has_exit_immediately = env_set("FAKE_EXIT_IMMEDIATELY");
     c->exit_immediately = env_num("FAKE_EXIT_IMMEDIATELY", 0, 0);
@@ -1675,6 +1680,15 @@ int main(int argc, char **argv)
     if (g.cfg.bench)
         run_bench();
     setup_stdout();
+    if (g.cfg.alloc_mb > 0) {
+        /* Touched, so that it is resident; never freed. */
+        size_t n = (size_t)g.cfg.alloc_mb << 20;
+        char *grown = malloc(n);
+        if (grown == NULL)
+            die("FAKE_ALLOC_MB: out of memory");
+        memset(grown, 1, n);
+        g.grown = grown;
+    }
     sleep_ns(g.cfg.startup_delay_ms * 1000000);
     main_loop();
     return 0;

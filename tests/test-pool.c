@@ -759,6 +759,61 @@ START_TEST(idle_timeout_shrinks_to_min_idle) {
 }
 END_TEST
 
+/* A CLI that grew (the fake allocates 48 MiB at start-up) past a 32 MiB
+ * limit is recycled when idle; the last member only once its successor is
+ * connected. Its successor grows too: recycling goes on until shutdown. */
+START_TEST(rss_limit_recycles_idle_members) {
+  env("FAKE_ALLOC_MB", "48");
+  ck_assert_int_eq(clink_pool_config_set_max_member_rss(T.cfg, (uint64_t)32 << 20, 50), 0);
+  make_pool(1, 2);
+  RUN_UNTIL(T.closed[CLINK_POOL_CLOSE_MEMORY] >= 1);
+  ck_assert_int_ge(T.ev[CLINK_POOL_EVENT_SPAWNED], 2);
+  ck_assert_uint_ge(T.idle_at_close[CLINK_POOL_CLOSE_MEMORY], 1);
+  ck_assert_uint_ge(stats().closed_by_reason[CLINK_POOL_CLOSE_MEMORY], 1);
+  ck_assert_str_eq(clink_pool_close_reason_name(CLINK_POOL_CLOSE_MEMORY), "memory");
+}
+END_TEST
+
+/* Under the limit nothing moves; check_ms 0 means only on demand; a member
+ * found over the limit while idle and then checked out goes when it comes
+ * back. */
+START_TEST(rss_check_on_demand_and_at_release) {
+  ck_assert_int_eq(clink_pool_config_set_max_member_rss(NULL, 1, 1), UV_EINVAL);
+  make_pool(1, 1);
+  wait_idle(1);
+  ck_assert_int_eq(API(clink_pool_check_member_rss(T.pool)), 0); /* no limit */
+  ck_assert_int_eq(clink_pool_check_member_rss(NULL), UV_EINVAL);
+  shutdown_pool(CLINK_POOL_IMMEDIATE);
+  T.pool = NULL;
+  T.pool_closes = 0;
+  T.shut_down = 0;
+  memset(T.ev, 0, sizeof(T.ev));
+
+  env("FAKE_ALLOC_MB", "48");
+  ck_assert_int_eq(clink_pool_config_set_max_member_rss(T.cfg, (uint64_t)1 << 30, 0), 0);
+  make_pool(1, 1);
+  wait_idle(1);
+  ck_assert_int_eq(API(clink_pool_check_member_rss(T.pool)), 0); /* 48 MiB < 1 GiB */
+  shutdown_pool(CLINK_POOL_IMMEDIATE);
+  T.pool = NULL;
+  T.pool_closes = 0;
+  T.shut_down = 0;
+  memset(T.ev, 0, sizeof(T.ev));
+
+  ck_assert_int_eq(clink_pool_config_set_max_member_rss(T.cfg, (uint64_t)32 << 20, 0), 0);
+  make_pool(1, 1);
+  wait_idle(1);
+  wait_ms(100);
+  ck_assert_int_eq(T.closed[CLINK_POOL_CLOSE_MEMORY], 0); /* never looked at by itself */
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_check_member_rss(T.pool)), 1);
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  ck_assert_uint_eq(stats().closed_by_reason[CLINK_POOL_CLOSE_MEMORY], 1);
+  RUN_UNTIL(T.ev[CLINK_POOL_EVENT_SPAWNED] == 2);
+}
+END_TEST
+
 /* ------------------------------------------------------------ validation */
 
 START_TEST(validation_probe_alive_and_hung) {
@@ -1585,6 +1640,8 @@ int main(void) {
   tcase_add_test(tc, idle_timeout_shrinks_to_min_idle);
   tcase_add_test(tc, validation_probe_alive_and_hung);
   tcase_add_test(tc, leak_event_names_where);
+  tcase_add_test(tc, rss_limit_recycles_idle_members);
+  tcase_add_test(tc, rss_check_on_demand_and_at_release);
 
   TC("affinity", 20);
   tcase_add_test(tc, session_affinity_and_resume);

@@ -24,6 +24,7 @@
   XX(ENETDOWN, (-ENETDOWN))   \
   XX(ENETUNREACH, (-ENETUNREACH)) \
   XX(ENFILE, (-ENFILE))       \
+  XX(ENOBUFS, (-ENOBUFS))     \
   XX(ENOENT, (-ENOENT))       \
   XX(ENOMEM, (-ENOMEM))       \
   XX(ENOSPC, (-ENOSPC))       \

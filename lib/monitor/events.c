@@ -75,8 +75,17 @@ size_t clink__redact(const char *v, char *out, size_t cap) {
       while (isupper((unsigned char)*q) || isdigit((unsigned char)*q) || *q == '_') q++;
       if (*q == '=' && secret_name(p, (size_t)(q - p))) {
         put(out, cap, &len, p, (size_t)(q - p) + 1);
-        put(out, cap, &len, REDACTED, sizeof(REDACTED) - 1);
         p = q + 1;
+        if (*p == '\'' || *p == '"') {
+          /* A quoted value: redacted to its closing quote, spaces included. */
+          char quote = *p++;
+          put(out, cap, &len, &quote, 1);
+          put(out, cap, &len, REDACTED, sizeof(REDACTED) - 1);
+          while (*p && *p != quote) p++;
+          if (*p) put(out, cap, &len, p++, 1);
+          continue;
+        }
+        put(out, cap, &len, REDACTED, sizeof(REDACTED) - 1);
         while (*p && !isspace((unsigned char)*p) && *p != '"' && *p != ',' && *p != '\'') p++;
         continue;
       }

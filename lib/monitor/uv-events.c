@@ -166,7 +166,9 @@ int clink_events_close(clink_events *e, clink_events_close_cb cb, void *ud) {
   e->closing = 1;
   e->close_cb = cb;
   e->close_ud = ud;
-  if (e->delivering) return 0; /* from the callback: the delivery closes it */
+  /* Closed from a delivery callback: the drain goes on with what is
+   * pending, and the timer callback closes the handle after it. */
+  if (e->delivering) return 0;
   if (pending) {
     uv_ref((uv_handle_t *)&e->timer);
     if (!uv_is_active((uv_handle_t *)&e->timer)) uv_timer_start(&e->timer, on_timer, 0, 0);

@@ -21,6 +21,8 @@ int clink_pool_config_new(clink_pool_config **out) {
   c->batch = 10;
   c->per_process_ms = 15000;
   c->per_batch_ms = 30000;
+  c->max_rss_bytes = 0;
+  c->rss_check_ms = CLINK__NEVER;
   *out = c;
   return 0;
 }
@@ -89,10 +91,22 @@ int clink_pool_config_set_shutdown(clink_pool_config *cfg, unsigned batch,
   return 0;
 }
 
+int clink_pool_config_set_max_member_rss(clink_pool_config *cfg, uint64_t max_rss_bytes,
+                                         uint64_t check_ms) {
+  if (cfg == NULL) return UV_EINVAL;
+  cfg->max_rss_bytes = max_rss_bytes;
+  cfg->rss_check_ms = clink__timeout_norm(check_ms);
+  return 0;
+}
+
 const char *clink_pool_close_reason_name(clink_pool_close_reason reason) {
   static const char *const names[] = {"dead",       "unhealthy", "lifetime", "idle",
                                       "max_turns",  "validation", "rebalance", "shutdown",
-                                      "user"};
+                                      "user",       "memory"};
+  _Static_assert(CLINK__ARRAY_SIZE(names) == CLINK_POOL_CLOSE_REASONS_,
+                 "a name for every close reason");
+  _Static_assert(CLINK_POOL_CLOSE_REASONS_ <= CLINK_POOL_CLOSE_REASON_SLOTS,
+                 "close reasons fit the stats");
   if ((int)reason < 0 || (size_t)reason >= CLINK__ARRAY_SIZE(names)) return "unknown";
   return names[reason];
 }

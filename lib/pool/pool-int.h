@@ -56,6 +56,7 @@ struct clink__pool_member {
   unsigned retire_asked : 1; /* expired last member: a replacement was asked */
   unsigned closed : 1;       /* its close finished */
   unsigned zombie : 1;       /* closed, in the zombie list: its user holds it */
+  unsigned over_rss : 1;     /* its CLI grew past the RSS limit: retire it */
   clink_pool_close_reason reason;
   uint64_t permit;
   uint64_t spawn_ms, connected_ms, expires_ms, lifetime_ms, idle_since_ms, checkout_ms;
@@ -108,6 +109,7 @@ struct clink_pool {
   clink__rlist waitq, valq, doneq;
 
   uint64_t fill_retry_at, fill_backoff, rebalance_at;
+  uint64_t rss_check_at; /* the next look at idle members' RSS */
 
   clink_pool_close_cb close_cb;
   void *close_ud;
@@ -156,6 +158,9 @@ void clink__pool_fail_waiter(clink_pool *p, const char *sid, int status, uint64_
 void clink__pool_arm_house_at(clink_pool *p, uint64_t due);
 void clink__pool_rearm_house(clink_pool *p);
 void clink__pool_on_house(uv_timer_t *t);
+/* Flags the idle members whose CLI's RSS is past the limit (the house
+ * retires them); returns how many are. */
+int clink__pool_check_rss(clink_pool *p);
 
 /* uv-pool-shutdown.c */
 void clink__pool_shutdown_progress(clink_pool *p);

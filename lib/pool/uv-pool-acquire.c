@@ -408,6 +408,13 @@ int clink_pool_acquire(clink_pool *p, const char *sid, const char *where, clink_
   return 0;
 }
 
+int clink_pool_check_member_rss(clink_pool *p) {
+  if (p == NULL) return UV_EINVAL;
+  int n = clink__pool_check_rss(p);
+  if (n) clink__pool_arm_house_at(p, pool_now(p)); /* the house retires them */
+  return n;
+}
+
 int clink_pool_release(clink_pool *p, clink_client *c) {
   if (p == NULL || c == NULL) return UV_EINVAL;
   pool_member *m = clink__client_owner(c, &clink__pool_member_ops);
@@ -432,6 +439,8 @@ int clink_pool_release(clink_pool *p, clink_client *c) {
     why = CLINK_POOL_CLOSE_MAX_TURNS;
   else if (now >= m->expires_ms)
     why = CLINK_POOL_CLOSE_LIFETIME;
+  else if (m->over_rss)
+    why = CLINK_POOL_CLOSE_MEMORY;
   if (why >= 0) {
     clink__pool_close_member(p, m, (clink_pool_close_reason)why);
     if (p->closing) clink__pool_shutdown_progress(p);

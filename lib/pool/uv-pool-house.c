@@ -2,6 +2,7 @@
  * lifetimes, idle limits, rebalancing, fill retries and shutdown batches.
  * Every due it arms is one it consumes when it fires, so a past due never
  * re-arms itself at 0 ms forever. */
+#include "monitor/procfs.h"
 #include "pool/pool-int.h"
 
 void clink__pool_arm_house_at(clink_pool *p, uint64_t due) {
@@ -16,9 +17,9 @@ void clink__pool_arm_house_at(clink_pool *p, uint64_t due) {
 
 static int retire_ok(const clink_pool *p) {
   /* Never close the last connected member on a timer while a successor can
-   * be started first. */
+   * be started first, or is starting (it counts towards max size). */
   return p->cfg.min_idle == 0 || p->n_idle + p->n_in_use + p->n_validating >= 2 ||
-         p->n_live >= p->cfg.max_size;
+         (p->n_live >= p->cfg.max_size && p->n_starting == 0);
 }
 
 static void rebalance(clink_pool *p, uint64_t now) {
@@ -59,6 +60,35 @@ static void expire_requests(clink_pool *p, uint64_t now) {
   }
 }
 
+/* An idle member that must go (lifetime, memory): closed now, or, when it
+ * is the last one, once a successor it asks for is connected. */
+static void retire(clink_pool *p, pool_member *m, clink_pool_close_reason why) {
+  if (retire_ok(p)) {
+    clink__pool_close_member(p, m, why);
+    clink__pool_kick(p);
+  } else if (!m->retire_asked) {
+    /* The last member: start its successor first. */
+    m->retire_asked = 1;
+    p->retire_pending++;
+    clink__pool_kick(p);
+  }
+}
+
+int clink__pool_check_rss(clink_pool *p) {
+  if (p->cfg.max_rss_bytes == 0 || p->closing) return 0;
+  int n = 0;
+  for (uint32_t k = 0; k < p->n_idle; k++) {
+    pool_member *m = IDLE_AT(p, k);
+    int pid = clink_client_pid(m->c);
+    uint64_t rss, vms;
+    if (pid <= 0 || clink__proc_mem(pid, &rss, &vms) != 0 || rss <= p->cfg.max_rss_bytes)
+      continue;
+    m->over_rss = 1;
+    n++;
+  }
+  return n;
+}
+
 /* Members past their lifetime or idle limit go; a leak is reported (the
  * only user callback here: the walk stops if it shut the pool down). */
 static void expire_members(clink_pool *p, uint64_t now) {
@@ -74,16 +104,8 @@ static void expire_members(clink_pool *p, uint64_t now) {
       continue;
     }
     if (m->st != M_IDLE) continue;
-    if (now >= m->expires_ms) {
-      if (retire_ok(p)) {
-        clink__pool_close_member(p, m, CLINK_POOL_CLOSE_LIFETIME);
-        clink__pool_kick(p);
-      } else if (!m->retire_asked) {
-        /* The last member: start its successor first. */
-        m->retire_asked = 1;
-        p->retire_pending++;
-        clink__pool_kick(p);
-      }
+    if (now >= m->expires_ms || m->over_rss) {
+      retire(p, m, m->over_rss ? CLINK_POOL_CLOSE_MEMORY : CLINK_POOL_CLOSE_LIFETIME);
       continue;
     }
     if (p->n_live > p->cfg.min_idle &&
@@ -100,6 +122,11 @@ void clink__pool_on_house(uv_timer_t *t) {
   uint64_t now = pool_now(p);
   expire_requests(p, now);
   if (!p->closing) {
+    if (p->cfg.max_rss_bytes && p->cfg.rss_check_ms != CLINK__NEVER &&
+        now >= p->rss_check_at) {
+      clink__pool_check_rss(p);
+      p->rss_check_at = clink__deadline(now, p->cfg.rss_check_ms);
+    }
     expire_members(p, now);
     if (p->turns_dirty && !p->closing) rebalance(p, now);
     if (p->fill_retry_at && now >= p->fill_retry_at) clink__pool_kick(p);
@@ -123,11 +150,13 @@ void clink__pool_rearm_house(clink_pool *p) {
       if (m->st == M_IN_USE && m->handed_out && !m->leak_reported)
         due = clink__earliest(due, clink__deadline(m->checkout_ms, p->cfg.leak_ms));
       if (m->st != M_IDLE) continue;
-      if (!m->retire_asked) due = clink__earliest(due, m->expires_ms);
+      if (!m->retire_asked) due = clink__earliest(due, m->over_rss ? now : m->expires_ms);
       if (p->n_live > p->cfg.min_idle)
         due = clink__earliest(due, clink__deadline(m->idle_since_ms, p->cfg.idle_timeout_ms));
     }
     if (p->turns_dirty) due = clink__earliest(due, p->rebalance_at);
+    if (p->cfg.max_rss_bytes && p->cfg.rss_check_ms != CLINK__NEVER)
+      due = clink__earliest(due, p->rss_check_at);
     if (p->fill_retry_at > now) due = clink__earliest(due, p->fill_retry_at);
   } else if (!p->immediate) {
     /* When shutdown_progress() must run next. Every due here is one it

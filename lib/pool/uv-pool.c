@@ -289,6 +289,8 @@ static void on_member_connect(clink_client *c, int status, void *ud) {
   int replacing = m->replacing;
   m->replacing = 0;
   clink__pool_arm_house_at(p, m->expires_ms);
+  if (p->cfg.max_rss_bytes && p->cfg.rss_check_ms != CLINK__NEVER)
+    clink__pool_arm_house_at(p, p->rss_check_at);
   if (p->closing && p->immediate) {
     clink__pool_close_member(p, m, CLINK_POOL_CLOSE_SHUTDOWN);
   } else {
@@ -468,6 +470,7 @@ int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_options *opts,
   }
   p->rng = clink__seed(p);
   p->house_due = CLINK__NEVER;
+  p->rss_check_at = clink__deadline(uv_now(loop), cfg->rss_check_ms);
   uv_idle_init(loop, &p->kick);
   uv_timer_init(loop, &p->house);
   p->kick.data = p->house.data = p;
@@ -486,6 +489,14 @@ void clink_pool_set_event_cb(clink_pool *p, clink_pool_event_cb cb, void *ud) {
   if (p == NULL) return;
   p->ev_cb = cb;
   p->ev_ud = ud;
+}
+
+size_t clink_pool_clients(const clink_pool *p, clink_client **out, size_t cap) {
+  if (p == NULL) return 0;
+  size_t k = 0;
+  for (const pool_member *m = p->live; m; m = m->next, k++)
+    if (k < cap) out[k] = m->c;
+  return k;
 }
 
 int clink_pool_get_stats(const clink_pool *p, clink_pool_stats *out) {
