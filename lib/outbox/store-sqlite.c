@@ -200,7 +200,7 @@ static int recount(clink__ob_store *s) {
 
 /* Counts again when another connection committed since we last looked. */
 static int sync_counts(clink__ob_store *s) {
-  int64_t v;
+  int64_t v = 0;
   int null;
   int r = query_i64(s, s->st[S_DATA_VERSION], &v, &null);
   if (r != 0 || v == s->data_version) return r;
