@@ -407,6 +407,42 @@ static void bench_replace(int rounds) {
   free(repl);
 }
 
+
+static int big_turn_done, big_turn_status;
+static void on_big_turn(clink_client *c, int status, const clink_msg *r, void *ud) {
+  (void)c;
+  (void)r;
+  (void)ud;
+  big_turn_done = 1;
+  big_turn_status = status;
+}
+
+/* 5. One session whose turn carried an 8 MB line (a big tool result), then
+ * idle: the library heap it keeps (goal: back to <= 16 KiB). */
+static void bench_idle_after_big_line(void) {
+  clink_options *o;
+  clink_options_dup(&o, opts);
+  clink_options_set_env(o, "FAKE_LONG_LINE", "8388608");
+  long long live0 = live_bytes;
+  clink_client *c;
+  connected = 0;
+  clink_client_new(&c, &loop, o);
+  clink_options_free(o);
+  clink_client_connect(c, on_connect, NULL);
+  while (!connected) uv_run(&loop, UV_RUN_ONCE);
+  long long live_connected = live_bytes - live0;
+  clink_client_query(c, "big", NULL, on_big_turn, NULL);
+  while (!big_turn_done) uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the idle trim runs from the loop */
+  long long live_idle = live_bytes - live0;
+  printf("idle session after a turn with an 8 MB line (%s): library heap %.1f KiB "
+         "(%.1f KiB right after connect)\n",
+         clink_err_name(big_turn_status), live_idle / 1024.0, live_connected / 1024.0);
+  client_closed = 0;
+  clink_client_close(c, on_client_closed, NULL);
+  while (!client_closed) uv_run(&loop, UV_RUN_ONCE);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s FAKE_CLI [EXEC_SHIM|-] [MEMBERS] [ITERATIONS]\n", argv[0]);
@@ -447,6 +483,8 @@ int main(int argc, char **argv) {
   bench_burst(1);
   printf("== 4. replacement after kill -9\n");
   bench_replace(21);
+  printf("== 5. idle heap after a big line\n");
+  bench_idle_after_big_line();
   clink_options_free(opts);
   uv_run(&loop, UV_RUN_DEFAULT);
   printf("loop close: %d\n", uv_loop_close(&loop));
