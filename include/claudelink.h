@@ -1047,9 +1047,8 @@ typedef void (*clink_events_close_cb)(clink_events *sink, void *ud);
 
 #define CLINK_DEFAULT_EVENTS_PENDING 4096
 
-/* A sink on loop: level INFO, no callback, no writer. Its timer is unref'd:
- * a sink alone never keeps the loop alive (pending events are delivered
- * when the loop runs). */
+/* A sink on loop: level INFO, no callback, no writer. It keeps the loop
+ * alive only while events wait to be delivered. */
 CLINK_EXTERN int clink_events_new(clink_events **out, uv_loop_t *loop);
 /* Events below level are dropped when they happen (no work at all). */
 CLINK_EXTERN int clink_events_set_level(clink_events *sink, clink_log_level level);
@@ -1172,11 +1171,6 @@ typedef void (*clink_outbox_deliver_fn)(clink_outbox *ob, clink_outbox_delivery 
 /* The outcome of an attempt is durable: msg (borrowed) is DELIVERED (its
  * response set), PENDING (will be retried; last error set) or DEAD. */
 typedef void (*clink_outbox_report_cb)(clink_outbox *ob, const clink_outbox_msg *msg, void *ud);
-/* A structured event: level "info", "warning" or "error"; name such as
- * "message_queued", "message_delivered", "message_dead_lettered"; fields a
- * JSON object text (borrowed). */
-typedef void (*clink_outbox_event_cb)(clink_outbox *ob, const char *level, const char *name,
-                                      const char *fields_json, void *ud);
 typedef void (*clink_outbox_close_cb)(clink_outbox *ob, void *ud);
 
 /* Opens (creating if needed) the outbox database at path on the database
@@ -1208,10 +1202,11 @@ CLINK_EXTERN int clink_outbox_deliver_via_pool(clink_outbox *ob, clink_pool *poo
 /* Called after each attempt's outcome is durable (see the typedef). */
 CLINK_EXTERN void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_report_cb cb,
                                              void *ud);
-/* Events message_queued, message_delivered, message_dead_lettered and
- * storage warnings, each from the loop once durable. */
-CLINK_EXTERN void clink_outbox_set_event_cb(clink_outbox *ob, clink_outbox_event_cb cb,
-                                            void *ud);
+/* Structured events to sink (borrowed; NULL: none; component "outbox"):
+ * message_queued, message_delivered, message_dead_lettered (fields id, key,
+ * session_id, operation, attempts, error, error_text) and
+ * outbox_store_error, each once durable. */
+CLINK_EXTERN void clink_outbox_set_events(clink_outbox *ob, clink_events *sink);
 /* Starts leasing and delivering (UV_EINVAL without a deliver function).
  * While started with poll_ms > 0 (the default) the outbox keeps the loop
  * alive; stop or close it to let the loop end. */

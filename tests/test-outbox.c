@@ -506,6 +506,7 @@ END_TEST
 #define MAX_SEEN 512
 
 static struct {
+  clink_events *sink;
   uv_loop_t loop;
   clink_outbox *ob;
   int opens, open_status;
@@ -626,11 +627,10 @@ static void on_report(clink_outbox *ob, const clink_outbox_msg *m, void *ud) {
   if (T.close_in == CLOSE_IN_REPORT && T.reports == 1) close_now();
 }
 
-static void on_event(clink_outbox *ob, const char *level, const char *name, const char *fields,
-                     void *ud) {
+static void on_event(clink_events *sink, const clink_event *ev, void *ud) {
   NOT_IN_API();
-  ck_assert_ptr_nonnull(fields);
-  ck_assert_int_eq(fields[0], '{');
+  const char *name = ev->event;
+  ck_assert_str_eq(ev->component, "outbox");
   if (strcmp(name, "message_queued") == 0) T.ev_queued++;
   if (strcmp(name, "message_delivered") == 0) T.ev_delivered++;
   if (strcmp(name, "message_dead_lettered") == 0) T.ev_dead++;
@@ -659,12 +659,18 @@ static void setup_loop(void) {
 static void open_outbox(clink_outbox_config *cfg) {
   ck_assert_int_eq(API(clink_outbox_open(&T.ob, &T.loop, db, cfg, on_open, &T)), 0);
   clink_outbox_set_report_cb(T.ob, on_report, &T);
-  clink_outbox_set_event_cb(T.ob, on_event, &T);
+  if (T.sink == NULL) {
+    ck_assert_int_eq(clink_events_new(&T.sink, &T.loop), 0);
+    clink_events_set_cb(T.sink, on_event, &T);
+  }
+  clink_outbox_set_events(T.ob, T.sink);
   ck_assert_int_eq(clink_outbox_set_deliver(T.ob, deliver, &T), 0);
 }
 
 static void finish_loop(void) {
   uv_close((uv_handle_t *)&T.timer, NULL);
+  if (T.sink) clink_events_close(T.sink, NULL, NULL);
+  T.sink = NULL;
   CLINK_TEST_LOOP_DONE(&T.loop);
   remove_db();
 }

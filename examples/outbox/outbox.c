@@ -44,6 +44,7 @@ typedef struct app {
   uv_timer_t check;
   uv_signal_t sigint, sigterm;
   int have_watchers;
+  clink_events *sink;
   /* show */
   int64_t id;
   int rc;
@@ -88,6 +89,8 @@ static void on_pool_closed(clink_pool *pool, void *ud) {}
 static void on_closed(clink_outbox *ob, void *ud) {
   app *a = ud;
   a->ob = NULL;
+  if (a->sink) clink_events_close(a->sink, NULL, NULL);
+  a->sink = NULL;
   /* The outbox waited for the attempts in flight: the pool can go now. */
   if (a->pool) clink_pool_shutdown(a->pool, CLINK_POOL_DRAIN, on_pool_closed, a);
   a->pool = NULL;
@@ -157,13 +160,21 @@ static void on_report(clink_outbox *ob, const clink_outbox_msg *m, void *ud) {
   }
 }
 
-static void on_event(clink_outbox *ob, const char *level, const char *name, const char *fields,
-                     void *ud) {
+static const char *field_str(const clink_event *ev, const char *key) {
+  for (size_t i = 0; i < ev->n_fields; i++)
+    if (strcmp(ev->fields[i].key, key) == 0 && ev->fields[i].kind == CLINK_FIELD_STRING)
+      return ev->fields[i].s;
+  return NULL;
+}
+
+static void on_event(clink_events *sink, const clink_event *ev, void *ud) {
   app *a = ud;
+  const char *text = field_str(ev, "error_text");
   /* Dead letters found by lease recovery have no report of their own. */
-  if (strcmp(name, "message_dead_lettered") == 0 && strstr(fields, "lease expired")) a->dead++;
-  if (strcmp(level, "error") == 0 && strcmp(name, "message_dead_lettered") != 0)
-    fprintf(stderr, "claudelink-outbox: %s %s\n", name, fields);
+  if (strcmp(ev->event, "message_dead_lettered") == 0 && text && strstr(text, "lease expired"))
+    a->dead++;
+  if (ev->level >= CLINK_LOG_ERROR && strcmp(ev->event, "message_dead_lettered") != 0)
+    fprintf(stderr, "claudelink-outbox: %s %s\n", ev->event, text ? text : "");
 }
 
 static void on_check(uv_timer_t *t) {
@@ -363,7 +374,10 @@ int main(int argc, char **argv) {
     if (a.pool) clink_pool_shutdown(a.pool, CLINK_POOL_DRAIN, on_pool_closed, &a);
   } else if (is_deliver) {
     clink_outbox_set_report_cb(a.ob, on_report, &a);
-    clink_outbox_set_event_cb(a.ob, on_event, &a);
+    if (clink_events_new(&a.sink, a.loop) == 0) {
+      clink_events_set_cb(a.sink, on_event, &a);
+      clink_outbox_set_events(a.ob, a.sink);
+    }
   }
   uv_run(a.loop, UV_RUN_DEFAULT);
   uv_loop_close(a.loop);

@@ -117,6 +117,7 @@ static void on_closed(uv_handle_t *h) {
 static void on_timer(uv_timer_t *t) {
   clink_events *e = t->data;
   deliver(e);
+  uv_unref((uv_handle_t *)&e->timer); /* nothing waits any more */
   if (e->closing && !uv_is_closing((uv_handle_t *)&e->timer))
     uv_close((uv_handle_t *)&e->timer, on_closed);
 }
@@ -140,8 +141,11 @@ int clink__events_emit_at(clink_events *e, uint64_t unix_ms, clink_log_level lev
     e->head = r;
   e->tail = r;
   e->pending++;
-  if (!e->delivering && !uv_is_active((uv_handle_t *)&e->timer))
+  if (!e->delivering && !uv_is_active((uv_handle_t *)&e->timer)) {
+    /* Events waiting are work: the loop runs until they are out. */
+    uv_ref((uv_handle_t *)&e->timer);
     uv_timer_start(&e->timer, on_timer, 0, 0);
+  }
   return 0;
 }
 

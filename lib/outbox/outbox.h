@@ -107,8 +107,7 @@ struct clink_outbox {
   void *deliver_ud;
   clink_outbox_report_cb report;
   void *report_ud;
-  clink_outbox_event_cb event;
-  void *event_ud;
+  clink_events *sink; /* borrowed */
   clink_outbox_close_cb close_cb;
   void *close_ud;
 };

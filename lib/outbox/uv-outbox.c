@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "base/deadline.h"
+#include "monitor/events-int.h"
 #include "outbox/outbox.h"
 
 static void pump(clink_outbox *ob);
@@ -22,27 +23,23 @@ static void on_timer(uv_timer_t *t);
 
 /* ---------------------------------------------------------------- events */
 
-/* The one place events leave the outbox (until the library's event sink
- * takes them). Called from the loop only. */
-static void outbox_event(clink_outbox *ob, const char *level, const char *name,
+/* The one place events leave the outbox: the library's event sink (copied
+ * there, delivered from the loop). */
+static void outbox_event(clink_outbox *ob, clink_log_level level, const char *name,
                          const clink_outbox_msg *m, int err, const char *text) {
-  if (ob->event == NULL) return;
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL) return;
+  if (!clink__events_enabled(ob->sink, level)) return;
+  clink_event_field f[7];
+  size_t n = 0;
   if (m != NULL) {
-    cJSON_AddNumberToObject(o, "id", (double)m->id);
-    if (m->key) cJSON_AddStringToObject(o, "key", m->key);
-    if (m->session_id) cJSON_AddStringToObject(o, "session_id", m->session_id);
-    if (m->operation) cJSON_AddStringToObject(o, "operation", m->operation);
-    cJSON_AddNumberToObject(o, "attempts", m->attempts);
+    f[n++] = clink__f_int("id", m->id);
+    f[n++] = clink__f_str("key", m->key);
+    f[n++] = clink__f_str("session_id", m->session_id);
+    f[n++] = clink__f_str("operation", m->operation);
+    f[n++] = clink__f_int("attempts", m->attempts);
   }
-  if (err != 0) cJSON_AddStringToObject(o, "error", clink_err_name(err));
-  if (text != NULL) cJSON_AddStringToObject(o, "error_text", text);
-  char *json = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  if (json == NULL) return;
-  ob->event(ob, level, name, json, ob->event_ud);
-  cJSON_free(json);
+  if (err != 0) f[n++] = clink__f_str("error", clink_err_name(err));
+  if (text != NULL) f[n++] = clink__f_str("error_text", text);
+  clink__events_emit(ob->sink, level, "outbox", name, f, n);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -144,7 +141,7 @@ static void hand_out(clink_outbox *ob, ob_req *r) {
 static void finish_lease(clink_outbox *ob, ob_req *r) {
   ob->lease_outstanding = 0;
   if (r->status != 0) {
-    outbox_event(ob, "error", "outbox_store_error", NULL, r->status, ob->last_err);
+    outbox_event(ob, CLINK_LOG_ERROR, "outbox_store_error", NULL, r->status, ob->last_err);
     ob->dry = 1;
     arm_timer(ob, clink__deadline(clink__ob_now_ms(), ob->cfg.poll_ms ? ob->cfg.poll_ms : 1000));
     return;
@@ -155,7 +152,7 @@ static void finish_lease(clink_outbox *ob, ob_req *r) {
     memset(&m, 0, sizeof(m));
     m.id = r->dead_ids[i];
     m.attempts = ob->cfg.max_attempts;
-    outbox_event(ob, "warning", "message_dead_lettered", &m, UV_ETIMEDOUT, "lease expired");
+    outbox_event(ob, CLINK_LOG_WARNING, "message_dead_lettered", &m, UV_ETIMEDOUT, "lease expired");
   }
   int full = r->n_rows == r->max;
   if (!full) ob->dry = 1;
@@ -168,18 +165,18 @@ static void finish_outcome(clink_outbox *ob, ob_req *r) {
   if (r->status != 0) {
     /* Not recorded: the lease will expire and the message be delivered
      * again (at-least-once). */
-    outbox_event(ob, "error", "outbox_store_error", m, r->status, ob->last_err);
+    outbox_event(ob, CLINK_LOG_ERROR, "outbox_store_error", m, r->status, ob->last_err);
     return;
   }
   if (!r->outcome) return; /* a late outcome of an attempt whose lease was lost */
   ob->dry = 0;
   if (r->kind == OB_COMPLETE) {
     ob->deliveries++;
-    outbox_event(ob, "info", "message_delivered", m, 0, NULL);
+    outbox_event(ob, CLINK_LOG_INFO, "message_delivered", m, 0, NULL);
   } else if (r->kind == OB_DEAD) {
     ob->failures++;
     ob->dead_lettered++;
-    outbox_event(ob, "error", "message_dead_lettered", m, m->last_error, m->error_text);
+    outbox_event(ob, CLINK_LOG_ERROR, "message_dead_lettered", m, m->last_error, m->error_text);
   } else {
     ob->failures++;
   }
@@ -193,7 +190,7 @@ static void finish_enqueue(clink_outbox *ob, ob_req *r) {
     ob->enqueued++;
     ob->dry = 0;
     r->msg->id = r->id;
-    outbox_event(ob, "info", "message_queued", r->msg, 0, NULL);
+    outbox_event(ob, CLINK_LOG_INFO, "message_queued", r->msg, 0, NULL);
   }
   if (r->cb.enqueue) r->cb.enqueue(ob, status, status == 0 ? r->id : 0, r->ud);
 }
@@ -412,10 +409,8 @@ void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_report_cb cb, voi
   ob->report_ud = ud;
 }
 
-void clink_outbox_set_event_cb(clink_outbox *ob, clink_outbox_event_cb cb, void *ud) {
-  if (ob == NULL) return;
-  ob->event = cb;
-  ob->event_ud = ud;
+void clink_outbox_set_events(clink_outbox *ob, clink_events *sink) {
+  if (ob) ob->sink = sink;
 }
 
 int clink_outbox_start(clink_outbox *ob) {
