@@ -62,7 +62,8 @@ typedef struct clink__cache_store_ops {
    * found dead are dropped. Never allocates. */
   int (*lookup)(clink__cache_store *s, const clink__cache_key *k, uint64_t now_ms,
                 clink__cache_hit *hit);
-  /* Drops the reference a hit holds. */
+  /* Drops the reference a hit holds. s may be NULL and must not be used:
+   * the store may be gone (a fallback freed from a call's callback). */
   void (*release)(clink__cache_store *s, clink__cache_hit *hit);
   /* Stores answer[0..len) for k (replacing an earlier one): fresh until
    * now + ttl_ms, served on error until stale_ms after that (both saturate;

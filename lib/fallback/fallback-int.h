@@ -52,10 +52,10 @@ const clink__fb_step *clink__fallback_cached_step(const clink_fallback *fb);
 clink_source clink__fallback_source_of(clink_fallback_strategy s);
 
 /* Cache access with the statistics and the cache_hit / cache_miss events
- * (sink: the call's, or NULL for the fallback's). */
+ * (sink: the call's, or NULL for the fallback's). A hit is released with
+ * fb->cache->ops->release(NULL, hit), which needs neither fb nor its store. */
 int clink__fallback_lookup(clink_fallback *fb, clink_events *sink, const clink__cache_key *k,
                            uint64_t now_ms, clink__cache_hit *hit);
-void clink__fallback_release(clink_fallback *fb, clink__cache_hit *hit);
 /* Stores a primary answer under the first cached step's TTLs; no-op without
  * one. */
 int clink__fallback_store(clink_fallback *fb, const clink__cache_key *k, const char *answer,

@@ -282,10 +282,6 @@ int clink__fallback_lookup(clink_fallback *fb, clink_events *sink, const clink__
   return rc;
 }
 
-void clink__fallback_release(clink_fallback *fb, clink__cache_hit *hit) {
-  if (hit->handle) fb->cache->ops->release(fb->cache, hit);
-}
-
 int clink__fallback_store(clink_fallback *fb, const clink__cache_key *k, const char *answer,
                           size_t len, uint64_t now_ms) {
   const clink__fb_step *s = clink__fallback_cached_step(fb);

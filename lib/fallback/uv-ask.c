@@ -102,6 +102,7 @@ struct clink_ask_call {
   unsigned enqueueing : 1, enqueue_ignored : 1;
   unsigned steps_tried;
   clink__cache_hit hit;
+  const clink__cache_store_ops *hit_ops; /* releases hit without the store */
 
   /* The outcome. */
   int status;
@@ -215,7 +216,6 @@ static void on_handle_closed(uv_handle_t *h) {
 static void maybe_free(clink_ask_call *a) {
   if (!a->reported || a->pending > 0 || a->freeing) return;
   a->freeing = 1;
-  if (a->fb) a->fb->in_flight--;
   if (a->timer_init) {
     a->handles_open++;
     uv_close((uv_handle_t *)&a->timer, on_handle_closed);
@@ -567,6 +567,7 @@ static void chain_next(clink_ask_call *a) {
       case CLINK_FALLBACK_CACHED_RESPONSE:
         if (!a->has_key) continue;
         if (clink__fallback_lookup(fb, a->sink, &a->key, uv_now(a->loop), &a->hit) != 0) continue;
+        a->hit_ops = fb->cache->ops;
         set_answer(a, a->hit.answer, a->hit.len);
         chain_answered(a, s);
         return;
@@ -687,8 +688,11 @@ static void report(clink_ask_call *a) {
   } else if (a->answer == NULL) {
     set_answer(a, NULL, 0);
   }
-  if (a->fb)
+  /* The fallback is not touched after the user callback: it may free it. */
+  if (a->fb) {
     clink__fallback_count_end(a->fb, a->source, a->status, a->klass, a->steps_tried > 0);
+    a->fb->in_flight--;
+  }
   /* Sources without a turn of their own deliver one message. */
   if (a->status == 0 && a->msg_cb && !a->streamed) {
     clink_msg *m = synthesize(a);
@@ -698,7 +702,7 @@ static void report(clink_ask_call *a) {
     }
   }
   if (a->cb) a->cb(a, a->status, a->ud);
-  if (a->hit.handle) clink__fallback_release(a->fb, &a->hit);
+  if (a->hit.handle) a->hit_ops->release(NULL, &a->hit);
   a->result = NULL;
   maybe_free(a);
 }
