@@ -2,6 +2,8 @@
  * Pure (see fallback-int.h). */
 #include "fallback/fallback-int.h"
 
+#include <assert.h>
+
 #include "base/deadline.h"
 #include "base/internal.h"
 #include "monitor/events-int.h"
@@ -53,6 +55,7 @@ int clink_fallback_new_seed(clink_fallback **out, const char *operation) {
 
 void clink_fallback_free(clink_fallback *fb) {
   if (fb == NULL) return;
+  assert(fb->in_flight == 0 && "a call still uses this fallback");
   for (size_t i = 0; i < fb->n; i++) clink__free(fb->steps[i].text);
   fb->cache->ops->destroy(fb->cache);
   clink__free(fb->operation);

@@ -35,6 +35,8 @@ _Static_assert(UV_EACCES == -EACCES, "classify.c takes UV_EACCES as -EACCES");
 #define ASK_WHERE "clink_ask"
 #define QUEUED_TEXT "queued"
 #define PROFILE_KEY_MAX 127
+/* Answers up to this size are collected inside the call's own allocation. */
+#define INLINE_TEXT 512
 
 struct clink_ask_options {
   clink_retry_policy *policy; /* owned; NULL: one attempt */
@@ -89,9 +91,10 @@ struct clink_ask_call {
   clink_source t_source;
   unsigned permit_held : 1, acquiring : 1, in_turn : 1, t_abandoned : 1, member_out : 1;
   unsigned streamed : 1; /* the answer came from a turn whose messages streamed */
-  char *text;
+  char *text; /* inline_text until an answer outgrows it */
   size_t text_len, text_cap;
   unsigned text_oom : 1;
+  char *inline_text;
 
   /* The chain. */
   size_t step;
@@ -200,7 +203,7 @@ int clink_ask_options_set_profile_key(clink_ask_options *o, const char *key) {
 
 static void free_mem(clink_ask_call *a) {
   clink_retry_free(a->retry);
-  clink__free(a->text);
+  if (a->text != a->inline_text) clink__free(a->text);
   clink__free(a->reply_text);
   clink__free(a->err_text);
   clink_msg_unref(a->result_ref);
@@ -251,13 +254,14 @@ static void text_append(clink_ask_call *a, const char *t) {
   size_t n = t ? strlen(t) : 0;
   if (n == 0 || a->text_oom) return;
   if (a->text_len + n + 1 > a->text_cap) {
-    size_t cap = a->text_cap ? a->text_cap : 256;
+    size_t cap = a->text_cap * 2;
     while (cap < a->text_len + n + 1) cap *= 2;
-    char *p = realloc(a->text, cap);
+    char *p = a->text == a->inline_text ? malloc(cap) : realloc(a->text, cap);
     if (p == NULL) {
       a->text_oom = 1;
       return;
     }
+    if (a->text == a->inline_text) memcpy(p, a->text, a->text_len + 1);
     a->text = p;
     a->text_cap = cap;
   }
@@ -391,7 +395,7 @@ static void start_turn(clink_ask_call *a, clink_pool *pool, clink_breaker *break
   a->member_out = a->permit_held = a->t_abandoned = 0;
   a->text_len = 0;
   a->text_oom = 0;
-  if (a->text) a->text[0] = '\0';
+  a->text[0] = '\0';
   clink_client *c = NULL;
   int rc = session_id ? UV_EAGAIN : clink_pool_try_acquire(pool, &c);
   if (rc == 0) {
@@ -770,9 +774,14 @@ static void on_deadline(uv_timer_t *t) {
 
 static clink_ask_call *ask_alloc(const char *prompt, const char *session_id) {
   size_t lp = strlen(prompt) + 1, ls = session_id ? strlen(session_id) + 1 : 0;
-  clink_ask_call *a = clink__calloc(1, sizeof(*a) + lp + ls);
+  clink_ask_call *a = malloc(sizeof(*a) + INLINE_TEXT + lp + ls);
   if (a == NULL) return NULL;
-  a->prompt = (char *)(a + 1);
+  memset(a, 0, sizeof(*a));
+  a->inline_text = (char *)(a + 1);
+  a->inline_text[0] = '\0';
+  a->text = a->inline_text;
+  a->text_cap = INLINE_TEXT;
+  a->prompt = a->inline_text + INLINE_TEXT;
   memcpy(a->prompt, prompt, lp);
   if (session_id) {
     a->session_id = a->prompt + lp;

@@ -15,9 +15,10 @@
  * 3. Latency per turn over a warm pool of the fast fake CLI (one member,
  *    turns one after another), side by side in alternating rounds: a bare
  *    try_acquire (else acquire) + query + release; clink_ask without a
- *    fallback; clink_ask with the chat chain. ROUNDS (default 9) rounds of
- *    TURNS (default 2000) turns each; medians, and the ratios to the bare
- *    path as they come out.
+ *    fallback; clink_ask with the chat chain. ROUNDS (default 31) rounds of
+ *    TURNS (default 1000) turns each, the order rotating; medians, and the
+ *    ratios to the bare path (of the medians, and the median of each
+ *    round's ratio) as they come out.
  *
  * Allocations of everything linked statically (the library) are counted with
  * -Wl,--wrap=malloc,calloc,realloc (tests/bench/alloc-count.h). */
@@ -125,13 +126,14 @@ static void bench_cache(void) {
          "random order:\n",
          (unsigned)st.cache_entries, ANSWER_BYTES, (double)st.cache_bytes / (1 << 20),
          strlen(prompts[0]));
+  double store_med = median(store_ns, HIT_ROUNDS), fb_med = median(fb_ns, HIT_ROUNDS);
   printf("   store:    key + lookup + release  %6.1f ns median (min %.1f, max %.1f), "
          "%lu allocations in %d hits, %lu misses\n",
-         median(store_ns, HIT_ROUNDS), store_ns[0], store_ns[HIT_ROUNDS - 1], allocs_store,
-         HIT_ROUNDS * HITS, misses);
+         store_med, store_ns[0], store_ns[HIT_ROUNDS - 1], allocs_store, HIT_ROUNDS * HITS,
+         misses);
   printf("   fallback: with statistics         %6.1f ns median (min %.1f, max %.1f), "
          "%lu allocations   [goal <= 1000 ns, 0 allocations]\n",
-         median(fb_ns, HIT_ROUNDS), fb_ns[0], fb_ns[HIT_ROUNDS - 1], allocs_fb);
+         fb_med, fb_ns[0], fb_ns[HIT_ROUNDS - 1], allocs_fb);
   if (sink == 0) printf("(no hits)\n");
   clink_fallback_free(fb);
 }
@@ -262,8 +264,8 @@ static void bench_pool(const char *cli, const char *shim, int rounds, unsigned t
   fresh_prompts = 0;
   printf("2. allocations per call on the primary-success path (warm pool, 1000 calls each):\n");
   printf("   bare acquire+query+release                 %.2f\n", per[0]);
-  printf("   clink_ask, no fallback                     %.2f  (+%.2f over bare: the call object, "
-         "its retry state, the answer buffer)\n",
+  printf("   clink_ask, no fallback                     %.2f  (+%.2f over bare: the call object "
+         "and its retry state)\n",
          per[1], per[1] - per[0]);
   printf("   clink_ask + chat chain, same prompt        %.2f  (+%.2f over clink_ask: the answer "
          "overwritten in place)\n",
@@ -282,17 +284,17 @@ static void bench_pool(const char *cli, const char *shim, int rounds, unsigned t
     }
   double ratio[M_MODES][64];
   for (int m = 1; m < M_MODES; m++)
-    for (int r = 0; r < rounds && r < 64; r++) ratio[m][r] = t[m][r] / t[M_BARE][r];
+    for (int r = 0; r < rounds; r++) ratio[m][r] = t[m][r] / t[M_BARE][r];
+  double bare_med = median(t[M_BARE], rounds); /* sorts: ratios are taken first */
   printf("3. per turn over a warm pool of the fast fake CLI (1 member, %d alternating rounds of "
          "%u turns; %u failed):\n",
          rounds, turns, failures);
-  double bare_med = median(t[M_BARE], rounds);
   for (int m = 0; m < M_MODES; m++) {
-    double med = median(t[m], rounds);
+    double med = median(t[m], rounds); /* sorts t[m] */
     printf("   %-28s %8.2f us median (min %.2f, max %.2f)", mode_name[m], med / 1000,
            t[m][0] / 1000, t[m][rounds - 1] / 1000);
     if (m != M_BARE) {
-      double rm = median(ratio[m], rounds < 64 ? rounds : 64);
+      double rm = median(ratio[m], rounds);
       printf("  ratio of medians %.3f, median of per-round ratios %.3f (%+.1f %%)", med / bare_med,
              rm, (rm - 1) * 100);
     }
@@ -314,8 +316,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *shim = argc > 2 && strcmp(argv[2], "-") != 0 ? argv[2] : NULL;
-  int rounds = argc > 3 ? atoi(argv[3]) : 9;
-  unsigned turns = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 2000;
+  int rounds = argc > 3 ? atoi(argv[3]) : 31;
+  unsigned turns = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 1000;
   if (rounds < 1 || rounds > 64 || turns == 0) return 2;
   bench_cache();
   bench_pool(argv[1], shim, rounds, turns);
