@@ -166,6 +166,12 @@
  *                            process at once:
  *                              STATUS (a number)  the turn ends as an API
  *                                                 error STATUS (as FAKE_API_ERROR)
+ *                              STATUS TEXT        the same, with the error text
+ *                                                 "API Error: STATUS TEXT" instead
+ *                                                 of "API Error: STATUS fake" (TEXT:
+ *                                                 letters, digits, spaces and
+ *                                                 .:,- only; up to 47 bytes), e.g.
+ *                                                 "400 prompt is too long"
  *                              exit[:CODE]        exit CODE (default 3) right
  *                                                 after system/init (no result)
  *                              hang               stop reading and writing
@@ -265,6 +271,7 @@ struct turn {
     char *result_text;     /* last assistant text, already cut */
     struct strbuf denials; /* comma-separated permission_denials entries */
     long long api_error;   /* FAKE_API_ERROR, or the prompt's "fail:STATUS" */
+    char api_error_text[48]; /* FAKE_FAIL_FILE's text; "" = "fake" */
 };
 
 enum wait_result { WAIT_DONE, WAIT_INTERRUPTED, WAIT_EOF };
@@ -1488,7 +1495,8 @@ static void emit_api_error(struct turn *t)
     char msg_uuid[UUID_LEN + 1], uuid[UUID_LEN + 1];
     next_uuid(msg_uuid);
     next_uuid(uuid);
-    sb_printf(&text, "API Error: %lld fake", t->api_error);
+    sb_printf(&text, "API Error: %lld %s", t->api_error,
+              t->api_error_text[0] ? t->api_error_text : "fake");
     sb_printf(&sb, "{\"type\":\"assistant\",\"message\":{\"id\":\"%s\",\"container\":null,"
                    "\"model\":\"<synthetic>\",\"role\":\"assistant\",\"stop_details\":null,"
                    "\"stop_reason\":\"stop_sequence\",\"stop_sequence\":\"\","
@@ -1597,8 +1605,20 @@ static void read_fail_file(struct turn *t, int *exit_code, bool *hang_now)
         *exit_code = buf[4] == ':' ? atoi(buf + 5) : 3;
     else if (strncmp(buf, "hang", 4) == 0)
         *hang_now = true;
-    else if (atoll(buf) > 0)
+    else if (atoll(buf) > 0) {
         t->api_error = atoll(buf);
+        const char *p = buf;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (*p == ' ') {
+            size_t n = 0;
+            for (p++; *p && n < sizeof t->api_error_text - 1; p++)
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || strchr(" .:,-", *p))
+                    t->api_error_text[n++] = *p;
+            t->api_error_text[n] = '\0';
+        }
+    }
 }
 
 static void run_turn(const char *prompt)

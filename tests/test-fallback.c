@@ -899,6 +899,106 @@ START_TEST(api_529_cache_then_mock) {
 }
 END_TEST
 
+static int waited;
+static void on_wait(uv_timer_t *t) {
+  (void)t;
+  waited = 1;
+}
+
+/* Past its TTL, inside stale-if-error: still served on error, marked stale. */
+START_TEST(stale_answer_on_error) {
+  make_pool();
+  clink_fallback *fb;
+  ck_assert_int_eq(clink_fallback_new(&fb, "chat"), 0);
+  ck_assert_int_eq(clink_fallback_add_cached(fb, 1, 600000), 0);
+  ck_assert_int_eq(clink_ask_options_set_fallback(T.ao, fb), 0);
+  clink_fallback_set_events(fb, T.sink);
+  call p = ask("old news");
+  ck_assert_int_eq(p.source, CLINK_SOURCE_PRIMARY);
+  waited = 0;
+  uv_timer_start(&T.timer, on_wait, 5, 0);
+  RUN_UNTIL(waited);
+  fail_with("503");
+  call c = ask("old news");
+  ck_assert_int_eq(c.source, CLINK_SOURCE_CACHE);
+  ck_assert_int_eq(c.stale, 1);
+  ck_assert_uint_ge(c.cache_age, 4);
+  wait_events(2);
+  ck_assert_ptr_nonnull(strstr(event_detail("cache_hit"), "stale=1"));
+  clink_fallback_free(fb);
+}
+END_TEST
+
+/* Many calls at once on a small pool: all complete, each counted once. */
+START_TEST(concurrent_calls) {
+  make_pool();
+  enum { N = 24 };
+  static call c[N];
+  memset(c, 0, sizeof(c));
+  char prompt[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(prompt, sizeof(prompt), "q%d", i % 6);
+    ask_into(&c[i], T.pool, NULL, prompt);
+  }
+  for (int i = 0; i < N; i++) RUN_UNTIL(c[i].done);
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(c[i].status, 0);
+    ck_assert_int_eq(c[i].source, CLINK_SOURCE_PRIMARY);
+    snprintf(prompt, sizeof(prompt), "q%d", i % 6);
+    ck_assert_str_eq(c[i].answer, prompt);
+  }
+  clink_fallback_stats s = fb_stats();
+  ck_assert_uint_eq(s.total_calls, N);
+  ck_assert_uint_eq(s.primary_success, N);
+  ck_assert_uint_eq(s.cache_entries, 6);
+  /* Now all failing at once: all from the cache. */
+  fail_with("529");
+  memset(c, 0, sizeof(c));
+  for (int i = 0; i < N; i++) {
+    snprintf(prompt, sizeof(prompt), "q%d", i % 6);
+    ask_into(&c[i], T.pool, NULL, prompt);
+  }
+  for (int i = 0; i < N; i++) RUN_UNTIL(c[i].done);
+  for (int i = 0; i < N; i++) ck_assert_int_eq(c[i].source, CLINK_SOURCE_CACHE);
+  s = fb_stats();
+  ck_assert_uint_eq(s.cache_hits, N);
+  /* Option setters check their object. */
+  ck_assert_int_eq(clink_ask_options_set_deadline_ms(NULL, 1), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_fallback(NULL, NULL), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_message_cb(NULL, NULL), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_breaker(NULL, NULL), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_events(NULL, NULL), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_retry_policy(NULL, NULL), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_options_set_profile_key(NULL, "x"), UV_EINVAL);
+  char long_key[200];
+  memset(long_key, 'k', sizeof(long_key) - 1);
+  long_key[sizeof(long_key) - 1] = '\0';
+  ck_assert_int_eq(clink_ask_options_set_profile_key(T.ao, long_key), UV_EINVAL);
+  ck_assert_int_eq(clink_ask_cancel(NULL), UV_EINVAL);
+  clink_ask_options_free(NULL);
+}
+END_TEST
+
+/* A named profile: two pools share answers. */
+START_TEST(profile_key_shares_answers) {
+  make_pool();
+  make_pool2();
+  ck_assert_int_eq(clink_ask_options_set_profile_key(T.ao, "shared"), 0);
+  call p;
+  memset(&p, 0, sizeof(p));
+  ask_into(&p, T.pool2, NULL, "q");
+  RUN_UNTIL(p.done);
+  ck_assert_str_eq(p.answer, "xxxxxx");
+  fail_with("529");
+  call c = ask("q"); /* on the first pool: its own profile would miss */
+  ck_assert_int_eq(c.source, CLINK_SOURCE_CACHE);
+  ck_assert_str_eq(c.answer, "xxxxxx");
+  ck_assert_int_eq(clink_ask_options_set_profile_key(T.ao, NULL), 0);
+  call m = ask("q");
+  ck_assert_int_eq(m.source, CLINK_SOURCE_MOCK);
+}
+END_TEST
+
 /* 400, 401 and 403 are never masked: the failure comes back as it is. */
 START_TEST(client_errors_fail_fast) {
   make_pool();
@@ -1028,7 +1128,7 @@ START_TEST(pool_timeout_goes_down_the_chain) {
   ck_assert_int_eq(c.source, CLINK_SOURCE_MOCK);
   ck_assert_int_eq(c.primary_err, CLINK_EPOOL_TIMEOUT);
   ck_assert_int_eq(c.klass, CLINK_FAILURE_POOL_TIMEOUT);
-  ck_assert_uint_ge(c.latency_us, 30000);
+  ck_assert_uint_ge(c.latency_us, 29000);
   ck_assert_int_eq(clink_pool_release(T.pool, held), 0);
 }
 END_TEST
@@ -1049,6 +1149,24 @@ START_TEST(spawn_failure_goes_down_the_chain) {
   ck_assert_int_eq(c.source, CLINK_SOURCE_MOCK);
   ck_assert_int_eq(c.klass, CLINK_FAILURE_PROCESS);
   ck_assert_uint_eq(c.attempts, 3); /* spawn failures are retried */
+}
+END_TEST
+
+/* A CLI that is not there is a configuration error: never masked. */
+START_TEST(config_error_fails_fast) {
+  ck_assert_int_eq(clink_options_set_cli_path(T.opts, "/nonexistent/claude"), 0);
+  ck_assert_int_eq(clink_pool_config_set_size(T.cfg, 0, 1), 0);
+  make_pool();
+  clink_retry_policy *rp;
+  ck_assert_int_eq(clink_retry_policy_new(&rp), 0); /* not retried either */
+  ck_assert_int_eq(clink_ask_options_set_retry_policy(T.ao, rp), 0);
+  clink_retry_policy_free(rp);
+  call c = ask("anything");
+  ck_assert_int_eq(c.status, CLINK_ECLI_NOT_FOUND);
+  ck_assert_int_eq(c.source, CLINK_SOURCE_NONE);
+  ck_assert_int_eq(c.klass, CLINK_FAILURE_CONFIG);
+  ck_assert_uint_eq(c.attempts, 1);
+  ck_assert_uint_eq(fb_stats().failed_fast, 1);
 }
 END_TEST
 
@@ -1083,7 +1201,7 @@ START_TEST(stalled_turn_goes_down_the_chain) {
   ck_assert_int_eq(c.source, CLINK_SOURCE_CACHE);
   ck_assert_int_eq(c.primary_err, CLINK_ETURN_STALLED);
   ck_assert_int_eq(c.klass, CLINK_FAILURE_STALLED);
-  ck_assert_uint_ge(c.latency_us, 200000);
+  ck_assert_uint_ge(c.latency_us, 199000);
 }
 END_TEST
 
@@ -1099,7 +1217,7 @@ START_TEST(deadline_answers_from_memory) {
   ck_assert_int_eq(c.source, CLINK_SOURCE_CACHE);
   ck_assert_int_eq(c.primary_err, UV_ETIMEDOUT);
   ck_assert_int_eq(c.klass, CLINK_FAILURE_DEADLINE);
-  ck_assert_uint_ge(c.latency_us, 100000);
+  ck_assert_uint_ge(c.latency_us, 99000); /* libuv timers: 1 ms granularity */
   /* The hung member: interrupted, no answer, given back: the pool closes it. */
   for (;;) {
     clink_pool_stats s;
@@ -1258,6 +1376,37 @@ START_TEST(degraded_profile_and_alternative_provider) {
   clink_fallback_free(fb);
   clink_breaker_free(alt_b);
   clink_breaker_free(deg_b);
+}
+END_TEST
+
+/* A context-window overflow goes only to the step opted in for it (a
+ * larger-context profile), never to the mock. */
+START_TEST(context_overflow_to_larger_profile) {
+  make_pool();
+  make_pool2();
+  clink_fallback *fb;
+  ck_assert_int_eq(clink_fallback_new(&fb, "chat"), 0);
+  ck_assert_int_eq(clink_fallback_add_mock(fb, "mock"), 0);
+  ck_assert_int_eq(clink_fallback_add_alternative(fb, T.pool2, NULL), 1);
+  ck_assert_int_eq(clink_fallback_set_step_failures(fb, 1, CLINK_FAILURE_CONTEXT_OVERFLOW), 0);
+  ck_assert_int_eq(clink_ask_options_set_fallback(T.ao, fb), 0);
+  fail_with("400 prompt is too long: 250000 tokens");
+  call c = ask("a very long prompt");
+  ck_assert_int_eq(c.status, 0);
+  ck_assert_int_eq(c.source, CLINK_SOURCE_ALTERNATIVE);
+  ck_assert_int_eq(c.klass, CLINK_FAILURE_CONTEXT_OVERFLOW);
+  ck_assert_str_eq(c.answer, "xxxxxx");
+  /* An ordinary 400 is rejected as it is: the mock does not hide it, and
+   * the larger profile is not for it. */
+  fail_with("400 invalid model");
+  call d = ask("a very long prompt");
+  ck_assert_int_eq(d.status, CLINK_ETURN_FAILED);
+  ck_assert_int_eq(d.klass, CLINK_FAILURE_API_REJECTED);
+  /* A 529 goes to the mock, not to the overflow-only step. */
+  fail_with("529");
+  call e = ask("a very long prompt");
+  ck_assert_int_eq(e.source, CLINK_SOURCE_MOCK);
+  clink_fallback_free(fb);
 }
 END_TEST
 
@@ -1550,6 +1699,9 @@ int main(void) {
   tcase_add_test(tc, api_529_cache_then_mock);
   tcase_add_test(tc, client_errors_fail_fast);
   tcase_add_test(tc, retry_then_success);
+  tcase_add_test(tc, stale_answer_on_error);
+  tcase_add_test(tc, concurrent_calls);
+  tcase_add_test(tc, profile_key_shares_answers);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("classes");
@@ -1558,6 +1710,7 @@ int main(void) {
   tcase_add_test(tc, breaker_open_goes_down_the_chain);
   tcase_add_test(tc, pool_timeout_goes_down_the_chain);
   tcase_add_test(tc, spawn_failure_goes_down_the_chain);
+  tcase_add_test(tc, config_error_fails_fast);
   tcase_add_test(tc, process_death_goes_down_the_chain);
   tcase_add_test(tc, stalled_turn_goes_down_the_chain);
   tcase_add_test(tc, deadline_answers_from_memory);
@@ -1569,6 +1722,7 @@ int main(void) {
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, mock_and_degraded_host_functions);
   tcase_add_test(tc, degraded_profile_and_alternative_provider);
+  tcase_add_test(tc, context_overflow_to_larger_profile);
   tcase_add_test(tc, queue_for_retry);
   suite_add_tcase(s, tc);
 

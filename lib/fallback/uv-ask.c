@@ -841,6 +841,10 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
   }
   if (a->fb) a->fb->in_flight++;
   if (deadline_ms != CLINK__NEVER) {
+    /* Deadlines count from now, not from a stale loop time. */
+    uv_update_time(a->loop);
+    a->start_ms = uv_now(a->loop);
+    if (a->retry) clink_retry_begin(a->retry, a->start_ms);
     a->deadline_at = clink__deadline(a->start_ms, deadline_ms);
     uv_timer_init(a->loop, &a->dl_timer);
     a->dl_timer.data = a;
