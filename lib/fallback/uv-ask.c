@@ -438,12 +438,10 @@ static void abandon_turn(clink_ask_call *a) {
 
 static clink_breaker *pool_breaker(clink_pool *p) { return p ? p->breaker : NULL; }
 
+/* The last failed primary attempt's result (none when it had none). */
 static void keep_result(clink_ask_call *a, const clink_msg *result) {
-  if (result == NULL) return;
-  clink_msg *ref = clink_msg_ref(result);
-  if (ref == NULL) return;
   clink_msg_unref(a->result_ref);
-  a->result_ref = ref;
+  a->result_ref = result ? clink_msg_ref(result) : NULL;
 }
 
 /* The primary path gave up with err: to the chain (from the loop). */
