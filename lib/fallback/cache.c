@@ -7,9 +7,11 @@
 
 /* ------------------------------------------------------------------ keys */
 
-static inline int is_ws(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
+/* ASCII whitespace: space, \t, \n, \v, \f, \r. */
+static const unsigned char ws_table[256] = {['\t'] = 1, ['\n'] = 1, ['\v'] = 1,
+                                            ['\f'] = 1, ['\r'] = 1, [' '] = 1};
+
+static inline int is_ws(unsigned char c) { return ws_table[c]; }
 
 /* The normalised prompt, one byte at a time: a run of whitespace becomes one
  * space unless it ends the text; leading whitespace is skipped at init. */
@@ -49,12 +51,8 @@ size_t clink__normalize_prompt(const char *prompt, char *out, size_t cap) {
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
 #define FNV_PRIME UINT64_C(0x100000001b3)
 
-static inline uint64_t fnv_str(uint64_t h, const char *s, size_t *len) {
-  size_t n = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
-    h = (h ^ *p) * FNV_PRIME;
-  h = (h ^ 0) * FNV_PRIME; /* the separator */
-  *len += n + 1;
+static inline uint64_t fnv(uint64_t h, const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
   return h;
 }
 
@@ -64,11 +62,15 @@ void clink__cache_key_init(clink__cache_key *k, const char *operation, const cha
   k->profile = profile ? profile : "";
   k->conversation = conversation ? conversation : "";
   k->prompt = prompt ? prompt : "";
+  const char *parts[3] = {k->operation, k->profile, k->conversation};
   size_t len = 0;
   uint64_t h = FNV_OFFSET;
-  h = fnv_str(h, k->operation, &len);
-  h = fnv_str(h, k->profile, &len);
-  h = fnv_str(h, k->conversation, &len);
+  for (int i = 0; i < 3; i++) {
+    size_t n = strlen(parts[i]);
+    k->part_len[i] = n;
+    h = fnv(h, (const unsigned char *)parts[i], n + 1); /* with its NUL separator */
+    len += n + 1;
+  }
   norm_it it;
   norm_init(&it, k->prompt);
   size_t n = 0;
@@ -111,24 +113,25 @@ static int key_equals(const entry *e, const clink__cache_key *k) {
   const char *d = e->data;
   const char *parts[3] = {k->operation, k->profile, k->conversation};
   for (int i = 0; i < 3; i++) {
-    size_t n = strlen(parts[i]);
-    if (memcmp(d, parts[i], n + 1) != 0) return 0;
-    d += n + 1;
+    size_t n = k->part_len[i] + 1;
+    if (memcmp(d, parts[i], n) != 0) return 0;
+    d += n;
   }
+  const unsigned char *u = (const unsigned char *)d;
   norm_it it;
   norm_init(&it, k->prompt);
   int c;
   while ((c = norm_next(&it)) >= 0)
-    if ((unsigned char)*d++ != (unsigned char)c) return 0;
+    if (*u++ != (unsigned char)c) return 0;
   return 1;
 }
 
 static void key_write(char *d, const clink__cache_key *k) {
   const char *parts[3] = {k->operation, k->profile, k->conversation};
   for (int i = 0; i < 3; i++) {
-    size_t n = strlen(parts[i]);
-    memcpy(d, parts[i], n + 1);
-    d += n + 1;
+    size_t n = k->part_len[i] + 1;
+    memcpy(d, parts[i], n);
+    d += n;
   }
   norm_it it;
   norm_init(&it, k->prompt);

@@ -24,6 +24,7 @@ typedef struct clink__cache_key {
   const char *profile;      /* "" for none */
   const char *conversation; /* "" for none */
   const char *prompt;       /* raw: normalised on the fly */
+  size_t part_len[3];       /* strlen of operation, profile, conversation */
   uint64_t hash;
   size_t norm_len; /* length of the normalised prompt */
   size_t len;      /* bytes of the stored form: op \0 profile \0 conv \0 norm */

@@ -3,8 +3,6 @@
  * edits, flags), never of callbacks, limits or timeouts. The same options
  * give the same identity in every process, so a shared cache can use it.
  * Pure; internal. */
-#include <stdio.h>
-
 #include "base/internal.h"
 #include "fallback/profile.h"
 #include "spawn/options.h"
@@ -63,10 +61,14 @@ uint64_t clink__profile_hash(const clink_options *o) {
   h = mix_list(h, &o->extra_flags);
   h = mix_list(h, &o->extra_values);
   h = mix_str(h, o->initialize_extra);
+  h = mix_list(h, &o->hook_events);
+  h = mix_list(h, &o->hook_matchers);
   return h;
 }
 
 void clink__profile_key(const clink_options *o, char out[CLINK__PROFILE_KEY_LEN + 1]) {
-  snprintf(out, CLINK__PROFILE_KEY_LEN + 1, "%016llx",
-           (unsigned long long)clink__profile_hash(o));
+  static const char hex[] = "0123456789abcdef";
+  uint64_t h = clink__profile_hash(o);
+  for (int i = CLINK__PROFILE_KEY_LEN - 1; i >= 0; i--, h >>= 4) out[i] = hex[h & 15];
+  out[CLINK__PROFILE_KEY_LEN] = '\0';
 }
