@@ -25,6 +25,38 @@
 #include "fallback/fallback-int.h"
 #include "testutil.h"
 
+/* Allocation failure injection (-Wl,--wrap=malloc,calloc,realloc: the code
+ * linked statically, the library's included): the fail_at-th call from the
+ * moment it is set fails. 0: off. */
+static unsigned long oom_calls, oom_fail_at;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t s);
+void *__wrap_realloc(void *p, size_t n);
+static int oom_now(void) { return oom_fail_at != 0 && ++oom_calls == oom_fail_at; }
+void *__wrap_malloc(size_t n) { return oom_now() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t s) { return oom_now() ? NULL : __real_calloc(n, s); }
+void *__wrap_realloc(void *p, size_t n) { return oom_now() ? NULL : __real_realloc(p, n); }
+
+/* Runs body with the n-th allocation failing, for n = 1, 2, ... until a run
+ * makes fewer than n allocations (it saw no failure): each run must end
+ * with 0 or UV_ENOMEM (the body cleans up either way). */
+#define OOM_LOOP(rc_var, body)                                                 \
+  for (unsigned long n_ = 1;; n_++) {                                          \
+    oom_calls = 0;                                                             \
+    oom_fail_at = n_;                                                          \
+    body;                                                                      \
+    oom_fail_at = 0;                                                           \
+    ck_assert_msg((rc_var) == 0 || (rc_var) == UV_ENOMEM, "run %lu: %s", n_,     \
+                  clink_err_name(rc_var));                                     \
+    if (oom_calls < n_) {                                                      \
+      ck_assert_int_eq((rc_var), 0);                                           \
+      break;                                                                   \
+    }                                                                          \
+  }
+
 static int in_api, api_rc;
 #define API(expr) (in_api++, api_rc = (expr), in_api--, api_rc)
 #define NOT_IN_API() ck_assert_msg(in_api == 0, "callback inside an API call")
@@ -1671,6 +1703,117 @@ START_TEST(execute_with_fallback) {
 }
 END_TEST
 
+/* ------------------------------------------------------------ allocation */
+
+static int oom_constructors(void) {
+  clink_fallback *fb = NULL;
+  clink_fallback_registry *reg = NULL;
+  clink_ask_options *o = NULL;
+  clink_retry_policy *rp = NULL;
+  int rc = clink_fallback_new_seed(&fb, "chat");
+  if (rc == 0) rc = clink_fallback_add_mock(fb, "another");
+  if (rc > 0) rc = 0;
+  if (rc == 0) rc = clink_fallback_registry_new(&reg);
+  if (rc == 0) rc = clink_fallback_registry_add(reg, "mine", NULL);
+  if (rc == 0) rc = clink_ask_options_new(&o);
+  if (rc == 0) rc = clink_retry_policy_new(&rp);
+  if (rc == 0) rc = clink_ask_options_set_retry_policy(o, rp);
+  if (rc == 0) rc = clink_ask_options_set_profile_key(o, "profile");
+  clink_retry_policy_free(rp);
+  clink_ask_options_free(o);
+  clink_fallback_registry_free(reg);
+  clink_fallback_free(fb);
+  return rc;
+}
+
+static int oom_cache(void) {
+  clink__cache_store *s;
+  int rc = clink__cache_memory_new(&s, 2, 1 << 20);
+  if (rc != 0) return rc;
+  char p[16];
+  for (int i = 0; i < 70 && rc == 0; i++) { /* past the first table growth */
+    snprintf(p, sizeof(p), "p%d", i % 3);
+    clink__cache_key k = key("chat", NULL, p);
+    rc = s->ops->put(s, &k, p, strlen(p), (uint64_t)i, CLINK_NEVER, 0);
+  }
+  s->ops->destroy(s);
+  return rc;
+}
+
+START_TEST(allocation_failures_pure) {
+  int rc;
+  OOM_LOOP(rc, rc = oom_constructors());
+  OOM_LOOP(rc, rc = oom_cache());
+}
+END_TEST
+
+/* While allocations fail, callbacks record without Check's asserts (they
+ * allocate too). */
+static void oom_msg(clink_ask_call *a, const clink_msg *m, void *ud) {
+  (void)a;
+  (void)m;
+  ((call *)ud)->msgs++;
+}
+
+static void oom_done(clink_ask_call *a, int status, void *ud) {
+  call *c = ud;
+  c->done++;
+  c->status = status;
+  c->source = clink_ask_source(a);
+}
+
+static void oom_exec_done(clink_exec *ex, int status, void *ud) {
+  exec_rec *r = ud;
+  r->done++;
+  r->status = status;
+  r->source = clink_exec_source(ex);
+}
+
+static int oom_ask(call *c, const char *prompt, int whole_call) {
+  memset(c, 0, sizeof(*c));
+  int rc = clink_ask(&c->h, T.pool, NULL, prompt, T.ao, oom_done, c);
+  if (!whole_call) oom_fail_at = 0;
+  if (rc == 0)
+    while (!c->done) uv_run(&T.loop, UV_RUN_ONCE);
+  return rc;
+}
+
+/* Every allocation of clink_ask() and of clink_execute_with_fallback() can
+ * fail: an error and no callback, or a call that completes once. */
+START_TEST(allocation_failures_calls) {
+  clink_fallback_set_events(T.fb, NULL); /* the test's sink asserts */
+  make_pool();
+  wait_idle(T.pool, 1);
+  ck_assert_int_eq(clink_ask_options_set_message_cb(T.ao, oom_msg), 0);
+  int rc;
+  call c;
+  OOM_LOOP(rc, rc = oom_ask(&c, "oom", 0));
+  ck_assert_int_eq(c.source, CLINK_SOURCE_PRIMARY);
+  ck_assert_int_eq(c.done, 1);
+  /* The fallback path, allocations failing anywhere in the call: a failed
+   * primary, the cached answer, the synthesized message. */
+  fail_with("529");
+  OOM_LOOP(rc, {
+    rc = oom_ask(&c, "oom", 1);
+    oom_fail_at = 0;
+    if (rc == 0) ck_assert_int_eq(c.done, 1);
+  });
+  ck_assert_int_eq(c.source, CLINK_SOURCE_CACHE);
+  exec_rec r;
+  clink_exec *ex;
+  OOM_LOOP(rc, {
+    memset(&r, 0, sizeof(r));
+    r.fail_with = CLINK_EEXITED;
+    rc = clink_execute_with_fallback(&ex, &T.loop, NULL, NULL, T.fb, "req", exec_op,
+                                     oom_exec_done, &r);
+    if (rc == 0)
+      while (!r.done) uv_run(&T.loop, UV_RUN_ONCE);
+    oom_fail_at = 0;
+  });
+  ck_assert_int_eq(r.source, CLINK_SOURCE_MOCK);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- main */
 
 int main(void) {
@@ -1733,6 +1876,15 @@ int main(void) {
   tcase_add_test(tc, resubmit_free_and_shutdown_from_done);
   tcase_add_test(tc, calls_to_a_closing_pool);
   tcase_add_test(tc, execute_with_fallback);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("allocation");
+  tcase_add_test(tc, allocation_failures_pure);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("allocation-calls");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, allocation_failures_calls);
   suite_add_tcase(s, tc);
   return clink_test_run(s);
 }
