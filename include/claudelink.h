@@ -1536,8 +1536,9 @@ typedef void (*clink_ask_cb)(clink_ask_call *ask, int status, void *ud);
  * message of the primary turns (a retry's follow a failed attempt's: see
  * clink_ask_attempts()) and of DEGRADED_SERVICE / ALTERNATIVE_PROVIDER pool
  * turns (clink_ask_source() tells which is running); the other sources
- * deliver one synthesized assistant message holding the answer, just before
- * the completion. */
+ * deliver one synthesized assistant message holding the answer as one text
+ * block (model "<fallback:SOURCE>", and a top-level "fallback": SOURCE
+ * member, SOURCE as clink_source_name()), just before the completion. */
 typedef void (*clink_ask_message_cb)(clink_ask_call *ask, const clink_msg *msg, void *ud);
 
 /* Options for calls (copied by clink_ask(); reusable). Defaults: the seed's
@@ -1604,8 +1605,9 @@ CLINK_EXTERN clink_failure_class clink_ask_failure(const clink_ask_call *ask);
 CLINK_EXTERN const char *clink_ask_error_text(const clink_ask_call *ask);
 /* The outbox message id of a QUEUED answer; 0 otherwise. */
 CLINK_EXTERN int64_t clink_ask_queued_id(const clink_ask_call *ask);
-/* The CLI session id of the turn that answered (primary or alternative), to
- * pass as session_id next time for the same conversation; NULL otherwise. */
+/* The CLI session id of the turn that answered (primary, or a degraded or
+ * alternative pool's), to pass as session_id next time for the same
+ * conversation (on that pool); NULL otherwise. */
 CLINK_EXTERN const char *clink_ask_session_id(const clink_ask_call *ask);
 /* For a CACHE answer: its age in ms, and whether it was stale (past its TTL,
  * inside the stale-if-error window). 0 otherwise. */
@@ -1623,8 +1625,9 @@ CLINK_EXTERN int clink_ask_cache_stale(const clink_ask_call *ask);
  * When the execution fails with a class a step handles, done gets status 0
  * and the step's answer (clink_exec_answer(), clink_exec_source()); when no
  * step handles it, the failure; when steps were tried and none answered,
- * CLINK_ENO_FALLBACK (clink_exec_last_error() says what failed). fb NULL:
- * the same as clink_execute(). */
+ * CLINK_ENO_FALLBACK (clink_exec_last_error() says what failed). Once the
+ * chain runs, clink_exec_cancel() returns UV_EBUSY. fb NULL: the same as
+ * clink_execute(). */
 CLINK_EXTERN int clink_execute_with_fallback(clink_exec **out, uv_loop_t *loop,
                                              clink_breaker *breaker,
                                              const clink_retry_policy *policy,
