@@ -1525,8 +1525,17 @@ START_TEST(cancel_from_own_callbacks) {
   ck_assert_int_eq(d.done, 0);
   RUN_UNTIL(d.done);
   ck_assert_int_eq(d.status, UV_ECANCELED);
+  /* A cancel stands even when the deadline comes in the same loop turn. */
+  ck_assert_int_eq(clink_ask_options_set_deadline_ms(T.ao, 1), 0);
+  call d2;
+  memset(&d2, 0, sizeof(d2));
+  ask_into(&d2, T.pool, NULL, "never mind");
+  ck_assert_int_eq(API(clink_ask_cancel(d2.h)), 0);
+  RUN_UNTIL(d2.done);
+  ck_assert_int_eq(d2.status, UV_ECANCELED);
+  ck_assert_int_eq(clink_ask_options_set_deadline_ms(T.ao, 0), 0);
   clink_fallback_stats s = fb_stats();
-  ck_assert_uint_eq(s.cancelled, 2);
+  ck_assert_uint_eq(s.cancelled, 3);
   ck_assert_uint_eq(s.failures, 0);
   /* Members come back once their turns ended (the hung one is closed). */
   for (;;) {

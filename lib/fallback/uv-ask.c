@@ -6,11 +6,14 @@
  * with retry waits), CHAIN (the fallback's steps, one at a time), then the
  * report. Work runs from libuv callbacks: the pool's acquire result, the
  * client's message and turn callbacks, an interrupt's answer, an outbox
- * enqueue's result, a host strategy's reply, and two lazily initialised
- * timers: `timer` (retry waits and every deferred step: what a public call
- * caused continues from here, never inside that call) and `dl_timer` (the
- * call's deadline). Only what needs time touches a handle: a call that
- * succeeds at once on a warm pool initialises none.
+ * enqueue's result, a host strategy's reply, and one lazily initialised
+ * timer that serves two clocks: `next` (retry waits and every deferred step:
+ * what a public call caused continues from here, never inside that call)
+ * and the call's deadline; it is armed for the earlier of the two. Only what
+ * needs time touches a handle: a call without a deadline that succeeds at
+ * once on a warm pool initialises none. The call's allocation stays small
+ * enough for the allocator's fast path (glibc's tcache: <= 1032 bytes) with
+ * ordinary prompts.
  *
  * Abandoning (deadline, cancel): a running turn is interrupted and its
  * member released once the turn ended (at once if the interrupt cannot be
@@ -36,7 +39,7 @@ _Static_assert(UV_EACCES == -EACCES, "classify.c takes UV_EACCES as -EACCES");
 #define QUEUED_TEXT "queued"
 #define PROFILE_KEY_MAX 127
 /* Answers up to this size are collected inside the call's own allocation. */
-#define INLINE_TEXT 512
+#define INLINE_TEXT 192
 
 struct clink_ask_options {
   clink_retry_policy *policy; /* owned; NULL: one attempt */
@@ -67,14 +70,13 @@ struct clink_ask_call {
   clink_ask_message_cb msg_cb;
   clink_ask_cb cb;
   void *ud;
-  char *prompt, *session_id; /* inside this allocation */
-  char profile[PROFILE_KEY_MAX + 1];
+  char *prompt, *session_id, *profile; /* inside this allocation */
   clink__cache_key key;
   unsigned has_key : 1;
 
-  uint64_t start_ns, start_ms, deadline_at;
-  uv_timer_t timer, dl_timer;
-  unsigned timer_init : 1, dl_init : 1;
+  uint64_t start_ns, start_ms, deadline_at, next_due;
+  uv_timer_t timer;
+  unsigned timer_init : 1, deadline_armed : 1;
   int handles_open;
   next_step next;
 
@@ -223,29 +225,38 @@ static void maybe_free(clink_ask_call *a) {
     a->handles_open++;
     uv_close((uv_handle_t *)&a->timer, on_handle_closed);
   }
-  if (a->dl_init) {
-    a->handles_open++;
-    uv_close((uv_handle_t *)&a->dl_timer, on_handle_closed);
-  }
   if (a->handles_open == 0) free_mem(a);
 }
 
 static void on_timer(uv_timer_t *t);
 
-/* Runs `what` from the loop after delay_ms (0: on the next loop turn). */
-static void schedule(clink_ask_call *a, next_step what, uint64_t delay_ms) {
+/* Arms the timer for the earlier of the next step and the deadline. */
+static void arm(clink_ask_call *a) {
+  if (a->freeing) return;
+  uint64_t due = a->next != NX_NONE ? a->next_due : CLINK__NEVER;
+  if (a->deadline_armed) due = clink__earliest(due, a->deadline_at);
+  if (due == CLINK__NEVER) {
+    if (a->timer_init) uv_timer_stop(&a->timer);
+    return;
+  }
   if (!a->timer_init) {
     uv_timer_init(a->loop, &a->timer);
     a->timer.data = a;
     a->timer_init = 1;
   }
+  uv_timer_start(&a->timer, on_timer, clink__until(due, uv_now(a->loop)), 0);
+}
+
+/* Runs `what` from the loop after delay_ms (0: on the next loop turn). */
+static void schedule(clink_ask_call *a, next_step what, uint64_t delay_ms) {
   a->next = what;
-  uv_timer_start(&a->timer, on_timer, delay_ms, 0);
+  a->next_due = clink__deadline(uv_now(a->loop), delay_ms);
+  arm(a);
 }
 
 static void unschedule(clink_ask_call *a) {
   a->next = NX_NONE;
-  if (a->timer_init) uv_timer_stop(&a->timer);
+  arm(a);
 }
 
 /* ------------------------------------------------------------------- turns */
@@ -681,8 +692,8 @@ static clink_msg *synthesize(const clink_ask_call *a) {
 static void report(clink_ask_call *a) {
   a->ending = 1;
   a->reported = 1;
+  a->deadline_armed = 0;
   unschedule(a);
-  if (a->dl_init) uv_timer_stop(&a->dl_timer);
   a->latency_us = (uv_hrtime() - a->start_ns) / 1000;
   if (a->status != 0) {
     a->source = CLINK_SOURCE_NONE;
@@ -716,11 +727,26 @@ static void start_attempt(clink_ask_call *a) {
   start_turn(a, a->pool, a->breaker, a->session_id, CLINK_SOURCE_PRIMARY);
 }
 
+static void on_deadline(clink_ask_call *a);
+
 static void on_timer(uv_timer_t *t) {
   clink_ask_call *a = t->data;
+  if (a->reported) return;
+  uint64_t now = uv_now(a->loop);
+  if (a->deadline_armed && now >= a->deadline_at) {
+    a->deadline_armed = 0;
+    if (!a->ending) { /* an outcome already decided (a cancel) stands */
+      on_deadline(a);
+      return;
+    }
+  }
+  if (a->next == NX_NONE || now < a->next_due) {
+    arm(a); /* woken early: wait on */
+    return;
+  }
   next_step what = a->next;
   a->next = NX_NONE;
-  if (a->reported) return;
+  arm(a); /* the deadline, if it still counts */
   switch (what) {
     case NX_ATTEMPT:
       start_attempt(a);
@@ -754,8 +780,7 @@ static void abandon_all(clink_ask_call *a) {
   a->cur = NULL;
 }
 
-static void on_deadline(uv_timer_t *t) {
-  clink_ask_call *a = t->data;
+static void on_deadline(clink_ask_call *a) {
   if (a->ending) return;
   a->after_deadline = 1;
   abandon_all(a);
@@ -770,9 +795,11 @@ static void on_deadline(uv_timer_t *t) {
 
 /* -------------------------------------------------------------------- API */
 
-static clink_ask_call *ask_alloc(const char *prompt, const char *session_id) {
+/* One allocation: the call, the inline answer buffer, the prompt, the
+ * session id and the profile key (profile: its length + 1, or 0 for none). */
+static clink_ask_call *ask_alloc(const char *prompt, const char *session_id, size_t profile) {
   size_t lp = strlen(prompt) + 1, ls = session_id ? strlen(session_id) + 1 : 0;
-  clink_ask_call *a = malloc(sizeof(*a) + INLINE_TEXT + lp + ls);
+  clink_ask_call *a = malloc(sizeof(*a) + INLINE_TEXT + lp + ls + profile);
   if (a == NULL) return NULL;
   memset(a, 0, sizeof(*a));
   a->inline_text = (char *)(a + 1);
@@ -781,9 +808,15 @@ static clink_ask_call *ask_alloc(const char *prompt, const char *session_id) {
   a->text_cap = INLINE_TEXT;
   a->prompt = a->inline_text + INLINE_TEXT;
   memcpy(a->prompt, prompt, lp);
+  char *end = a->prompt + lp;
   if (session_id) {
-    a->session_id = a->prompt + lp;
+    a->session_id = end;
     memcpy(a->session_id, session_id, ls);
+    end += ls;
+  }
+  if (profile) {
+    a->profile = end;
+    a->profile[0] = '\0';
   }
   a->deadline_at = CLINK__NEVER;
   return a;
@@ -793,7 +826,12 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
               const clink_ask_options *opts, clink_ask_cb cb, void *ud) {
   if (out) *out = NULL;
   if (pool == NULL || prompt == NULL || (session_id && session_id[0] == '\0')) return UV_EINVAL;
-  clink_ask_call *a = ask_alloc(prompt, session_id);
+  clink_fallback *fb = opts ? opts->fb : NULL;
+  const char *named = opts ? opts->profile_key : NULL;
+  size_t profile = 0;
+  if (fb && clink__fallback_cached_step(fb))
+    profile = (named ? strlen(named) : (size_t)CLINK__PROFILE_KEY_LEN) + 1;
+  clink_ask_call *a = ask_alloc(prompt, session_id, profile);
   if (a == NULL) return UV_ENOMEM;
   a->loop = pool->loop;
   a->pool = pool;
@@ -829,9 +867,9 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
     }
     clink_retry_begin(a->retry, a->start_ms);
   }
-  if (a->fb && clink__fallback_cached_step(a->fb)) {
-    if (opts && opts->profile_key)
-      snprintf(a->profile, sizeof(a->profile), "%s", opts->profile_key);
+  if (a->profile) {
+    if (named)
+      memcpy(a->profile, named, profile);
     else
       clink__profile_key(pool->opts, a->profile);
     clink__cache_key_init(&a->key, a->fb->operation, a->profile, a->session_id, a->prompt);
@@ -844,10 +882,8 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
     a->start_ms = uv_now(a->loop);
     if (a->retry) clink_retry_begin(a->retry, a->start_ms);
     a->deadline_at = clink__deadline(a->start_ms, deadline_ms);
-    uv_timer_init(a->loop, &a->dl_timer);
-    a->dl_timer.data = a;
-    a->dl_init = 1;
-    uv_timer_start(&a->dl_timer, on_deadline, deadline_ms, 0);
+    a->deadline_armed = 1;
+    arm(a);
   }
   if (out) *out = a;
   a->in_api = 1;
@@ -861,7 +897,7 @@ int clink__ask_chain_only(clink_ask_call **out, uv_loop_t *loop, clink_fallback 
                           void *ud) {
   if (out) *out = NULL;
   if (loop == NULL || fb == NULL || request == NULL) return UV_EINVAL;
-  clink_ask_call *a = ask_alloc(request, NULL);
+  clink_ask_call *a = ask_alloc(request, NULL, 0);
   if (a == NULL) return UV_ENOMEM;
   a->loop = loop;
   a->fb = fb;

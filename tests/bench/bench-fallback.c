@@ -1,6 +1,7 @@
 /* Fallback benchmark: prints figures, asserts nothing about timing.
  *
- * Usage: bench-fallback FAKE_CLI [EXEC_SHIM|-] [ROUNDS] [TURNS]
+ * Usage: bench-fallback FAKE_CLI [EXEC_SHIM|-] [ROUNDS] [TURNS] [pool]
+ * ("pool" as the fifth argument skips part 1, e.g. to profile parts 2-3)
  *
  * 1. Cache hit with 10,000 entries of 1 KB answers: the key of a ~70-byte
  *    prompt (hash of operation, profile, conversation and the normalised
@@ -319,7 +320,7 @@ int main(int argc, char **argv) {
   int rounds = argc > 3 ? atoi(argv[3]) : 31;
   unsigned turns = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 1000;
   if (rounds < 1 || rounds > 64 || turns == 0) return 2;
-  bench_cache();
+  if (!(argc > 5 && strcmp(argv[5], "pool") == 0)) bench_cache();
   bench_pool(argv[1], shim, rounds, turns);
   return 0;
 }
