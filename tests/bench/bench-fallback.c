@@ -16,8 +16,8 @@
  * 3. Latency per turn over a warm pool of the fast fake CLI (one member,
  *    turns one after another), side by side in alternating rounds: a bare
  *    try_acquire (else acquire) + query + release; clink_ask without a
- *    fallback; clink_ask with the chat chain. ROUNDS (default 31) rounds of
- *    TURNS (default 1000) turns each, the order rotating; medians, and the
+ *    fallback; clink_ask with the chat chain. ROUNDS (default 61) rounds of
+ *    TURNS (default 500) turns each, the order rotating; medians, and the
  *    ratios to the bare path (of the medians, and the median of each
  *    round's ratio) as they come out.
  *
@@ -317,8 +317,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *shim = argc > 2 && strcmp(argv[2], "-") != 0 ? argv[2] : NULL;
-  int rounds = argc > 3 ? atoi(argv[3]) : 31;
-  unsigned turns = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 1000;
+  int rounds = argc > 3 ? atoi(argv[3]) : 61;
+  unsigned turns = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 500;
   if (rounds < 1 || rounds > 64 || turns == 0) return 2;
   if (!(argc > 5 && strcmp(argv[5], "pool") == 0)) bench_cache();
   bench_pool(argv[1], shim, rounds, turns);
