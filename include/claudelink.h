@@ -1634,12 +1634,14 @@ CLINK_EXTERN int clink_execute_with_fallback(clink_exec **out, uv_loop_t *loop,
                                              clink_fallback *fb, const char *request,
                                              clink_exec_op op, clink_exec_cb done, void *ud);
 /* The answer of the attempt about to succeed (copied): call it before
- * clink_exec_done(exec, 0, ...). Replaces an earlier one. */
+ * clink_exec_done(exec, 0, ...). Replaces an earlier one. UV_EINVAL outside
+ * an attempt; a no-op for an execution without a fallback. */
 CLINK_EXTERN int clink_exec_set_answer(clink_exec *exec, const char *text);
 /* In done: the answer (the attempt's, or the fallback step's); "" when none. */
 CLINK_EXTERN const char *clink_exec_answer(const clink_exec *exec, size_t *len);
 /* In done: where the answer came from (CLINK_SOURCE_PRIMARY for op's own
- * success, CLINK_SOURCE_NONE for a failure). */
+ * success, CLINK_SOURCE_NONE for a failure; always NONE for an execution
+ * without a fallback). */
 CLINK_EXTERN clink_source clink_exec_source(const clink_exec *exec);
 
 #ifdef __cplusplus

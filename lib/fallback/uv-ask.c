@@ -30,8 +30,7 @@
 #include "base/internal.h"
 #include "fallback/ask-int.h"
 #include "fallback/fallback-int.h"
-#include "fallback/profile.h"
-#include "pool/pool-int.h"
+#include "fallback/pool-view.h"
 
 _Static_assert(UV_EACCES == -EACCES, "classify.c takes UV_EACCES as -EACCES");
 
@@ -447,7 +446,7 @@ static void abandon_turn(clink_ask_call *a) {
 
 /* ------------------------------------------------------------------ outcome */
 
-static clink_breaker *pool_breaker(clink_pool *p) { return p ? p->breaker : NULL; }
+static clink_breaker *pool_breaker(clink_pool *p) { return clink__pool_view_breaker(p); }
 
 /* The last failed primary attempt's result (none when it had none). */
 static void keep_result(clink_ask_call *a, const clink_msg *result) {
@@ -833,7 +832,7 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
     profile = (named ? strlen(named) : (size_t)CLINK__PROFILE_KEY_LEN) + 1;
   clink_ask_call *a = ask_alloc(prompt, session_id, profile);
   if (a == NULL) return UV_ENOMEM;
-  a->loop = pool->loop;
+  a->loop = clink__pool_view_loop(pool);
   a->pool = pool;
   a->cb = cb;
   a->ud = ud;
@@ -857,7 +856,7 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
     }
     policy = def;
   }
-  if (a->breaker == NULL) a->breaker = pool->breaker;
+  if (a->breaker == NULL) a->breaker = clink__pool_view_breaker(pool);
   if (policy) {
     int rc = clink_retry_new(&a->retry, policy, 0);
     clink_retry_policy_free(def);
@@ -871,7 +870,7 @@ int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id, co
     if (named)
       memcpy(a->profile, named, profile);
     else
-      clink__profile_key(pool->opts, a->profile);
+      clink__pool_view_profile_key(pool, a->profile);
     clink__cache_key_init(&a->key, a->fb->operation, a->profile, a->session_id, a->prompt);
     a->has_key = 1;
   }

@@ -3,15 +3,11 @@
  * or at once) and the deferred completion, so no callback ever runs inside
  * the API call that caused it.
  *
- * clink_execute_with_fallback adds an operation's fallback chain: a success
- * stores the attempt's answer in the chain's cache; a failure, when it is
- * reported, walks the chain (fallback/uv-ask.c, chain only) and done runs
- * from the chain's completion with its answer. */
-#include <uv.h>
-
+ * An extension (exec-int.h; clink_execute_with_fallback is one) hears the
+ * final status before done and may hold the report: done then runs when the
+ * extension calls clink__exec_finish(). */
 #include "base/internal.h"
-#include "fallback/ask-int.h"
-#include "fallback/fallback-int.h"
+#include "resilience/exec-int.h"
 
 enum exec_phase {
   PHASE_WAITING,  /* timer armed for the next attempt */
@@ -36,23 +32,17 @@ struct clink_exec {
   unsigned permit_held : 1;
   unsigned cancelled : 1;  /* done already reported: the running op just frees */
   unsigned reported : 1;   /* done cb has run */
-  unsigned in_chain : 1;   /* the fallback chain runs; it reports */
-  /* With a fallback: */
-  clink_fallback *fb;
-  char *request;
-  char *answer; /* the attempt's (clink_exec_set_answer) */
-  size_t answer_len;
-  clink_ask_call *chain; /* during done after the chain */
-  clink_source source;
+  unsigned held : 1;       /* the extension holds the report */
+  const clink__exec_hooks *hooks;
+  void *ext;
 };
 
 static void on_timer(uv_timer_t *t);
 
 static void on_closed(uv_handle_t *h) {
   clink_exec *ex = h->data;
+  if (ex->hooks && ex->hooks->free) ex->hooks->free(ex->ext);
   clink_retry_free(ex->retry);
-  clink__free(ex->request);
-  clink__free(ex->answer);
   clink__free(ex);
 }
 
@@ -100,47 +90,22 @@ static void start_attempt(clink_exec *ex) {
  * clink_exec_done() frees after a cancel). */
 static void report_now(clink_exec *ex, int status) {
   ex->reported = 1;
+  ex->held = 0;
   if (ex->done) ex->done(ex, status, ex->ud);
-  ex->chain = NULL;
   if (ex->phase != PHASE_RUNNING) uv_close((uv_handle_t *)&ex->timer, on_closed);
 }
 
-/* The chain ended: its answer, or the execution's own failure when no step
- * handles it. */
-static void on_chain_done(clink_ask_call *ask, int status, void *ud) {
-  clink_exec *ex = ud;
-  ex->chain = ask;
-  ex->source = clink_ask_source(ask);
-  int err = ex->result == CLINK_ERETRY_EXHAUSTED || ex->result == CLINK_EBUDGET_EXHAUSTED
-                ? ex->last_error
-                : ex->result;
-  report_now(ex, status == err ? ex->result : status);
-}
-
 static void report(clink_exec *ex) {
-  int st = ex->result;
-  if (ex->fb && st != 0 && st != UV_ECANCELED) {
-    /* What failed: the last attempt's error when the policy gave up. */
-    int err = st == CLINK_ERETRY_EXHAUSTED || st == CLINK_EBUDGET_EXHAUSTED ? ex->last_error : st;
-    if (clink__ask_chain_only(NULL, ex->loop, ex->fb, ex->request, err, ex->attempts,
-                              on_chain_done, ex) == 0) {
-      ex->in_chain = 1;
-      return;
-    }
+  if (ex->hooks && ex->hooks->ending && ex->hooks->ending(ex, ex->result, ex->ext)) {
+    ex->held = 1;
+    return;
   }
-  if (ex->fb) {
-    if (st == 0) ex->source = CLINK_SOURCE_PRIMARY;
-    clink__fallback_count_end(ex->fb, ex->source, st,
-                              st == 0 ? CLINK_FAILURE_NONE
-                                      : clink_failure_classify(ex->last_error, NULL),
-                              0);
-  }
-  report_now(ex, st);
+  report_now(ex, ex->result);
 }
 
 static void on_timer(uv_timer_t *t) {
   clink_exec *ex = t->data;
-  if (ex->reported || ex->in_chain) return;
+  if (ex->reported || ex->held) return;
   if (ex->cancelled || ex->phase == PHASE_FINISHING)
     report(ex);
   else if (ex->phase == PHASE_WAITING)
@@ -150,31 +115,26 @@ static void on_timer(uv_timer_t *t) {
 int clink_execute(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
                   const clink_retry_policy *policy, clink_exec_op op, clink_exec_cb done,
                   void *ud) {
-  return clink_execute_with_fallback(out, loop, breaker, policy, NULL, NULL, op, done, ud);
+  return clink__execute_ext(out, loop, breaker, policy, op, done, ud, NULL, NULL);
 }
 
-int clink_execute_with_fallback(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
-                                const clink_retry_policy *policy, clink_fallback *fb,
-                                const char *request, clink_exec_op op, clink_exec_cb done,
-                                void *ud) {
-  if (out == NULL || loop == NULL || op == NULL || (fb && request == NULL)) return UV_EINVAL;
+int clink__execute_ext(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
+                       const clink_retry_policy *policy, clink_exec_op op, clink_exec_cb done,
+                       void *ud, const clink__exec_hooks *hooks, void *ext) {
+  if (out == NULL || loop == NULL || op == NULL) return UV_EINVAL;
   clink_exec *ex = clink__calloc(1, sizeof(*ex));
   if (ex == NULL) return UV_ENOMEM;
-  if (fb && (ex->request = clink__strdup(request)) == NULL) {
-    clink__free(ex);
-    return UV_ENOMEM;
-  }
-  ex->fb = fb;
   if (policy) {
     int rc = clink_retry_new(&ex->retry, policy, 0);
     if (rc != 0) {
-      clink__free(ex->request);
       clink__free(ex);
       return rc;
     }
     clink_retry_begin(ex->retry, uv_now(loop));
   }
   ex->loop = loop;
+  ex->hooks = hooks;
+  ex->ext = ext;
   ex->breaker = breaker;
   ex->op = op;
   ex->done = done;
@@ -208,11 +168,6 @@ void clink_exec_done(clink_exec *ex, int status, uint64_t server_delay_ms) {
   }
   if (status == 0) {
     if (ex->retry) clink_retry_success(ex->retry);
-    if (ex->fb && ex->answer) {
-      clink__cache_key k;
-      clink__cache_key_init(&k, ex->fb->operation, NULL, NULL, ex->request);
-      clink__fallback_store(ex->fb, &k, ex->answer, ex->answer_len, now);
-    }
     finish(ex, 0);
     return;
   }
@@ -221,7 +176,7 @@ void clink_exec_done(clink_exec *ex, int status, uint64_t server_delay_ms) {
 
 int clink_exec_cancel(clink_exec *ex) {
   if (ex == NULL) return UV_EINVAL;
-  if (ex->cancelled || ex->reported || ex->phase == PHASE_FINISHING || ex->in_chain)
+  if (ex->cancelled || ex->reported || ex->phase == PHASE_FINISHING || ex->held)
     return UV_EBUSY;
   ex->cancelled = 1;
   ex->result = UV_ECANCELED;
@@ -232,26 +187,13 @@ int clink_exec_cancel(clink_exec *ex) {
 unsigned int clink_exec_attempts(const clink_exec *ex) { return ex ? ex->attempts : 0; }
 int clink_exec_last_error(const clink_exec *ex) { return ex ? ex->last_error : 0; }
 
-int clink_exec_set_answer(clink_exec *ex, const char *text) {
-  if (ex == NULL || ex->phase != PHASE_RUNNING) return UV_EINVAL;
-  char *copy = clink__strdup(text ? text : "");
-  if (copy == NULL) return UV_ENOMEM;
-  clink__free(ex->answer);
-  ex->answer = copy;
-  ex->answer_len = strlen(copy);
-  return 0;
+void *clink__exec_ext(const clink_exec *ex) { return ex ? ex->ext : NULL; }
+
+int clink__exec_running(const clink_exec *ex) {
+  return ex != NULL && ex->phase == PHASE_RUNNING && !ex->cancelled;
 }
 
-const char *clink_exec_answer(const clink_exec *ex, size_t *len) {
-  if (ex && ex->chain) return clink_ask_answer(ex->chain, len);
-  if (ex && ex->source == CLINK_SOURCE_PRIMARY && ex->answer) {
-    if (len) *len = ex->answer_len;
-    return ex->answer;
-  }
-  if (len) *len = 0;
-  return "";
-}
-
-clink_source clink_exec_source(const clink_exec *ex) {
-  return ex ? ex->source : CLINK_SOURCE_NONE;
+void clink__exec_finish(clink_exec *ex, int status) {
+  if (ex == NULL || !ex->held) return;
+  report_now(ex, status);
 }

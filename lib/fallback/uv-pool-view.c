@@ -1,11 +1,13 @@
-/* The identity of a spawn profile for cache keys: a 64-bit FNV-1a hash of
- * every option that changes what the CLI answers (path, cwd, environment
- * edits, flags), never of callbacks, limits or timeouts. The same options
- * give the same identity in every process, so a shared cache can use it.
- * Pure; internal. */
+/* See pool-view.h. */
+#include "fallback/pool-view.h"
+
 #include "base/internal.h"
-#include "fallback/profile.h"
+#include "pool/pool-int.h"
 #include "spawn/options.h"
+
+uv_loop_t *clink__pool_view_loop(const clink_pool *p) { return p->loop; }
+
+clink_breaker *clink__pool_view_breaker(const clink_pool *p) { return p ? p->breaker : NULL; }
 
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
 #define FNV_PRIME UINT64_C(0x100000001b3)
@@ -32,7 +34,7 @@ static uint64_t mix_list(uint64_t h, const clink__strlist *l) {
   return h;
 }
 
-uint64_t clink__profile_hash(const clink_options *o) {
+static uint64_t profile_hash(const clink_options *o) {
   uint64_t h = FNV_OFFSET;
   if (o == NULL) return h;
   h = mix_str(h, o->cli_path);
@@ -66,9 +68,9 @@ uint64_t clink__profile_hash(const clink_options *o) {
   return h;
 }
 
-void clink__profile_key(const clink_options *o, char out[CLINK__PROFILE_KEY_LEN + 1]) {
+void clink__pool_view_profile_key(const clink_pool *p, char out[CLINK__PROFILE_KEY_LEN + 1]) {
   static const char hex[] = "0123456789abcdef";
-  uint64_t h = clink__profile_hash(o);
+  uint64_t h = profile_hash(p->opts);
   for (int i = CLINK__PROFILE_KEY_LEN - 1; i >= 0; i--, h >>= 4) out[i] = hex[h & 15];
   out[CLINK__PROFILE_KEY_LEN] = '\0';
 }
