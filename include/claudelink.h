@@ -89,7 +89,8 @@ extern "C" {
   XX(OUTBOX_FULL, -20022, "outbox full")                                       \
   XX(STORE_IO, -20023, "outbox storage error")                                 \
   XX(STORE_CORRUPT, -20024, "outbox database is corrupt or not a database")    \
-  XX(STORE_VERSION, -20025, "outbox database schema is newer than this library")
+  XX(STORE_VERSION, -20025, "outbox database schema is newer than this library") \
+  XX(NO_FALLBACK, -20026, "the call failed and no fallback answered")
 
 typedef enum clink_errno {
 #define CLINK__ERR_ENUM(name, value, msg) CLINK_E##name = value,
@@ -127,6 +128,11 @@ typedef struct clink_outbox clink_outbox;             /* durable outbox */
 typedef struct clink_outbox_config clink_outbox_config;
 typedef struct clink_outbox_msg clink_outbox_msg;     /* one stored message */
 typedef struct clink_outbox_delivery clink_outbox_delivery; /* one attempt */
+typedef struct clink_fallback clink_fallback;         /* one operation's fallback chain */
+typedef struct clink_fallback_registry clink_fallback_registry;
+typedef struct clink_fallback_reply clink_fallback_reply; /* a host strategy's answer */
+typedef struct clink_ask_call clink_ask_call;         /* one clink_ask() call */
+typedef struct clink_ask_options clink_ask_options;
 
 /* --------------------------------------------------------------- version */
 
@@ -162,6 +168,11 @@ typedef enum clink_permission_mode {
 CLINK_EXTERN int clink_options_new(clink_options **out);
 /* Deep copy. */
 CLINK_EXTERN int clink_options_dup(clink_options **out, const clink_options *src);
+/* The identity of a profile: a 64-bit FNV-1a hash of every option that
+ * changes what the CLI answers (path, cwd, environment edits, flags, hooks),
+ * never of callbacks, limits or timeouts. The same options give the same
+ * value in every process (a cache shared between hosts can key on it). */
+CLINK_EXTERN uint64_t clink_options_fingerprint(const clink_options *opts);
 CLINK_EXTERN void clink_options_free(clink_options *opts);
 
 /* Path of the CLI. When unset: `claude` on PATH, then the usual install
@@ -944,6 +955,11 @@ CLINK_EXTERN int clink_pool_new(clink_pool **out, uv_loop_t *loop, const clink_o
 /* Spawns go through this breaker (borrowed; e.g. the registry's claude_sdk):
  * while it is open, acquires that would spawn fail at once with retry-after. */
 CLINK_EXTERN void clink_pool_set_breaker(clink_pool *pool, clink_breaker *breaker);
+/* Read-outs: the breaker set above (NULL: none), the loop, the members'
+ * spawn profile (the pool's copy: read it, do not keep it past the pool). */
+CLINK_EXTERN clink_breaker *clink_pool_get_breaker(const clink_pool *pool);
+CLINK_EXTERN uv_loop_t *clink_pool_get_loop(const clink_pool *pool);
+CLINK_EXTERN const clink_options *clink_pool_get_options(const clink_pool *pool);
 CLINK_EXTERN void clink_pool_set_event_cb(clink_pool *pool, clink_pool_event_cb cb, void *ud);
 /* Structured events (borrowed sink; NULL: none; component "session_pool"):
  * session_created, session_closed (detail: the reason), session_leak,
@@ -1571,6 +1587,403 @@ CLINK_EXTERN int clink_session_health_report(const clink_session_health *sh, cha
  * runs once, from the loop; the monitor is freed after it returns. Legal
  * from any callback, a check's included. UV_EBUSY on a second call. */
 CLINK_EXTERN int clink_health_close(clink_health *h, clink_health_close_cb cb, void *ud);
+/* -------------------------------------------------------------- fallback */
+
+/* What to answer when a call fails: one clink_fallback per operation
+ * ("chat", "create_session", or the host's own names) holds an ordered chain
+ * of strategies, each with the failure classes it handles (the seed's
+ * "Sistema de Fallbacks"). clink_ask() and clink_execute_with_fallback() walk
+ * the chain after the primary path (breaker, retries) gave up: the first step
+ * that handles the failure and answers wins; the others are skipped.
+ *
+ * A fallback is pure configuration plus its cache and statistics: it has no
+ * loop, may serve calls on one loop at a time, and must outlive the calls that
+ * use it (like the pools, breakers and outbox its steps name, which it
+ * borrows). Statistics and events use the seed's names (component
+ * "fallback_system"). */
+
+/* Why a call failed. One class per failure; the chain's steps handle sets of
+ * them (bit masks). */
+typedef enum clink_failure_class {
+  CLINK_FAILURE_NONE = 0,              /* success, or UV_ECANCELED: never falls back */
+  CLINK_FAILURE_CIRCUIT_OPEN = 1 << 0, /* CLINK_ECIRCUIT_OPEN (the call's or the pool's breaker) */
+  CLINK_FAILURE_POOL_TIMEOUT = 1 << 1, /* CLINK_EPOOL_TIMEOUT, CLINK_EQUEUE_FULL: no member in time */
+  CLINK_FAILURE_PROCESS = 1 << 2,      /* spawn failure or process death: CLINK_ESPAWN,
+                                        * CLINK_EEXITED, CLINK_EINIT_TIMEOUT, UV_EPIPE, ... */
+  CLINK_FAILURE_STALLED = 1 << 3,      /* CLINK_ETURN_STALLED, CLINK_ECONTROL_TIMEOUT */
+  CLINK_FAILURE_API_RETRYABLE = 1 << 4, /* a failed turn with API status 429, 500-599, 529 */
+  CLINK_FAILURE_API_REJECTED = 1 << 5, /* a failed turn with any other API status (400 invalid
+                                        * request, 401/403 authentication, 404, 413): the
+                                        * configuration or the request is wrong */
+  CLINK_FAILURE_CONTEXT_OVERFLOW = 1 << 6, /* the prompt does not fit the model's context
+                                            * (terminal_reason "prompt_too_long", or a 400/413
+                                            * saying so) */
+  CLINK_FAILURE_TURN = 1 << 7,         /* a failed turn without API status (error_max_turns,
+                                        * error_during_execution), CLINK_EINTERRUPTED */
+  CLINK_FAILURE_DEADLINE = 1 << 8,     /* the call's own deadline passed (UV_ETIMEDOUT) */
+  CLINK_FAILURE_CONFIG = 1 << 9,       /* CLINK_ECLI_NOT_FOUND, CLINK_ECLI_EXEC_DENIED,
+                                        * UV_EINVAL, UV_EACCES, UV_EPERM, UV_ENOENT */
+  CLINK_FAILURE_OTHER = 1 << 10        /* anything else (UV_ENOMEM, CLINK_ECLOSING, ...) */
+} clink_failure_class;
+/* The classes a step handles unless told otherwise: outages that an older or
+ * substitute answer can paper over. Never API_REJECTED or CONFIG (a mock must
+ * never hide a configuration error), nor CONTEXT_OVERFLOW (opt a step with a
+ * larger-context profile in with clink_fallback_set_step_failures()). */
+#define CLINK_FAILURE_DEFAULT                                                  \
+  (CLINK_FAILURE_CIRCUIT_OPEN | CLINK_FAILURE_POOL_TIMEOUT | CLINK_FAILURE_PROCESS | \
+   CLINK_FAILURE_STALLED | CLINK_FAILURE_API_RETRYABLE | CLINK_FAILURE_DEADLINE)
+#define CLINK_FAILURE_ALL 0x7ff
+/* Room for classes in clink_fallback_stats (indexed by bit number). */
+#define CLINK_FAILURE_CLASS_SLOTS 16
+
+/* The class of a failure: err is the call's error, result the failed turn's
+ * result message (may be NULL; it refines CLINK_ETURN_FAILED by its
+ * api_error_status and terminal_reason). 0 and UV_ECANCELED give
+ * CLINK_FAILURE_NONE. Pure; never allocates. */
+CLINK_EXTERN clink_failure_class clink_failure_classify(int err, const clink_msg *result);
+/* "circuit_open", "pool_timeout", "process", "stalled", "api_retryable",
+ * "api_rejected", "context_overflow", "turn_failed", "deadline", "config",
+ * "other", "none"; "unknown" for anything that is not one class. */
+CLINK_EXTERN const char *clink_failure_class_name(clink_failure_class klass);
+
+/* The five strategies of the seed, in its names. */
+typedef enum clink_fallback_strategy {
+  CLINK_FALLBACK_CACHED_RESPONSE = 0,     /* an earlier answer to the same request */
+  CLINK_FALLBACK_MOCK_RESPONSE = 1,       /* a configured answer, or a host function's */
+  CLINK_FALLBACK_DEGRADED_SERVICE = 2,    /* one attempt on a degraded profile, or a host function */
+  CLINK_FALLBACK_QUEUE_FOR_RETRY = 3,     /* handed to the durable outbox: "queued" */
+  CLINK_FALLBACK_ALTERNATIVE_PROVIDER = 4 /* one attempt on another provider's pool */
+} clink_fallback_strategy;
+/* Room for strategies in clink_fallback_stats. */
+#define CLINK_FALLBACK_STRATEGY_SLOTS 8
+/* "cached_response", "mock_response", "degraded_service", "queue_for_retry",
+ * "alternative_provider"; "unknown" outside the enum. */
+CLINK_EXTERN const char *clink_fallback_strategy_name(clink_fallback_strategy s);
+
+/* Where an answer came from. */
+typedef enum clink_source {
+  CLINK_SOURCE_NONE = 0,       /* no answer (the call failed) */
+  CLINK_SOURCE_PRIMARY = 1,    /* the turn on the call's own pool */
+  CLINK_SOURCE_CACHE = 2,      /* CACHED_RESPONSE */
+  CLINK_SOURCE_MOCK = 3,       /* MOCK_RESPONSE */
+  CLINK_SOURCE_DEGRADED = 4,   /* DEGRADED_SERVICE */
+  CLINK_SOURCE_QUEUED = 5,     /* QUEUE_FOR_RETRY: the answer is "queued" */
+  CLINK_SOURCE_ALTERNATIVE = 6 /* ALTERNATIVE_PROVIDER */
+} clink_source;
+/* "none", "primary", "cache", "mock", "degraded", "queued", "alternative";
+ * "unknown" outside the enum. */
+CLINK_EXTERN const char *clink_source_name(clink_source source);
+
+/* Defaults. */
+#define CLINK_FALLBACK_CHAT_CACHE_TTL_MS 180000    /* the seed's chat: cache (180 s) */
+#define CLINK_FALLBACK_DEFAULT_CACHE_TTL_MS 300000 /* create_session and host operations */
+#define CLINK_FALLBACK_DEFAULT_CACHE_ENTRIES 1024
+#define CLINK_FALLBACK_DEFAULT_CACHE_BYTES ((size_t)16 << 20)
+#define CLINK_FALLBACK_DEFAULT_MOCK_TEXT                                       \
+  "The assistant is temporarily unavailable. Please try again in a few moments."
+
+/* A fallback for operation (copied; at most 127 bytes) with an empty chain
+ * and an empty cache (bounded by the CLINK_FALLBACK_DEFAULT_CACHE_* limits).
+ * Free it with clink_fallback_free(). */
+CLINK_EXTERN int clink_fallback_new(clink_fallback **out, const char *operation);
+/* The seed's chains in one call: "chat" = cached response (TTL 180 s) ->
+ * mock response; "create_session" = cached response (TTL 300 s) -> mock
+ * response; both mocks answer CLINK_FALLBACK_DEFAULT_MOCK_TEXT and every step
+ * handles CLINK_FAILURE_DEFAULT. UV_EINVAL for any other name. */
+CLINK_EXTERN int clink_fallback_new_seed(clink_fallback **out, const char *operation);
+/* Frees the fallback, its cache and its statistics (NULL is a no-op). No call
+ * may be using it. */
+CLINK_EXTERN void clink_fallback_free(clink_fallback *fb);
+/* The operation name (lives as long as the fallback). */
+CLINK_EXTERN const char *clink_fallback_operation(const clink_fallback *fb);
+
+/* Steps are appended to the chain; each returns the new step's index (>= 0)
+ * or a negative error. A step handles CLINK_FAILURE_DEFAULT until
+ * clink_fallback_set_step_failures() says otherwise. At most 16 steps
+ * (UV_E2BIG past that). */
+
+/* CACHED_RESPONSE: every primary success stores its answer, keyed by the
+ * operation, the spawn profile's identity, the conversation (none, or the
+ * call's session id) and the prompt with its whitespace collapsed and
+ * trimmed. An answer is fresh for ttl_ms and may still be served, marked
+ * stale, for stale_if_error_ms more (RFC 5861 stale-if-error); after that it
+ * is gone. ttl_ms 0 or CLINK_NEVER: no expiry. Storing uses the first cached
+ * step of the chain. The cache is bounded in entries and in bytes (see
+ * clink_fallback_set_cache_limits()), least recently used first out. */
+CLINK_EXTERN int clink_fallback_add_cached(clink_fallback *fb, uint64_t ttl_ms,
+                                           uint64_t stale_if_error_ms);
+/* MOCK_RESPONSE with a fixed text (copied; NULL: CLINK_FALLBACK_DEFAULT_MOCK_TEXT). */
+CLINK_EXTERN int clink_fallback_add_mock(clink_fallback *fb, const char *text);
+
+/* A host strategy: called from the loop (never inside the call that caused
+ * it) with a reply to finish exactly once with clink_fallback_reply_done(),
+ * inside the function or later. It may call any function of the library. */
+typedef void (*clink_fallback_fn)(clink_fallback_reply *reply, void *ud);
+/* MOCK_RESPONSE answered by fn. */
+CLINK_EXTERN int clink_fallback_add_mock_fn(clink_fallback *fb, clink_fallback_fn fn, void *ud);
+/* DEGRADED_SERVICE: one attempt (no retry) on pool, a degraded profile the
+ * host made for it (a smaller model, no tools, one turn...), through that
+ * pool's breaker. The pool is borrowed. Its turn's messages stream like the
+ * primary's. */
+CLINK_EXTERN int clink_fallback_add_degraded(clink_fallback *fb, clink_pool *pool);
+/* DEGRADED_SERVICE answered by fn. */
+CLINK_EXTERN int clink_fallback_add_degraded_fn(clink_fallback *fb, clink_fallback_fn fn,
+                                                void *ud);
+/* QUEUE_FOR_RETRY: the request (prompt, operation, session id) is enqueued in
+ * ob (borrowed) and the call answers "queued" once the outbox made it durable;
+ * clink_ask_queued_id() is the message's id. A call cancelled after the hand-
+ * over does not withdraw the message. */
+CLINK_EXTERN int clink_fallback_add_queue(clink_fallback *fb, clink_outbox *ob);
+/* ALTERNATIVE_PROVIDER: one attempt (no retry) on pool (borrowed), another
+ * provider's spawn profile: another model, CLI path, or backend through the
+ * environment (ANTHROPIC_BASE_URL, CLAUDE_CODE_USE_BEDROCK,
+ * CLAUDE_CODE_USE_VERTEX). The attempt goes through breaker (borrowed; NULL:
+ * the pool's own). Its turn's messages stream like the primary's. The
+ * alternative starts a new conversation (the session id is not passed on). */
+CLINK_EXTERN int clink_fallback_add_alternative(clink_fallback *fb, clink_pool *pool,
+                                                clink_breaker *breaker);
+/* Which failure classes step handles (a mask of clink_failure_class; 0: the
+ * step is off). UV_EINVAL for an unknown step or bits. */
+CLINK_EXTERN int clink_fallback_set_step_failures(clink_fallback *fb, size_t step,
+                                                  unsigned int classes);
+/* The chain, for reports. */
+CLINK_EXTERN size_t clink_fallback_step_count(const clink_fallback *fb);
+/* The strategy of step i, or UV_EINVAL when there is none. */
+CLINK_EXTERN int clink_fallback_step_strategy(const clink_fallback *fb, size_t i);
+
+/* Cache bounds: at most max_entries answers (1..INT_MAX) and max_bytes bytes
+ * (each entry counts its key, its answer and about 100 bytes of bookkeeping);
+ * the least recently used go first. Shrinking evicts at once. An answer that
+ * alone exceeds max_bytes is not stored. */
+CLINK_EXTERN int clink_fallback_set_cache_limits(clink_fallback *fb, size_t max_entries,
+                                                 size_t max_bytes);
+/* Empties the cache (the seed's POST /health/fallback-cache/clear): returns
+ * how many answers were dropped. Calls holding an answer keep it. */
+CLINK_EXTERN int clink_fallback_clear_cache(clink_fallback *fb);
+/* Events go to sink (borrowed; NULL: none), component "fallback_system":
+ * fallback_used (WARNING: operation, strategy, source, error, failure_class,
+ * primary_attempts), cache_hit (INFO: operation, age_ms, stale), cache_miss
+ * (INFO: operation), fallback_exhausted (ERROR: operation, error,
+ * failure_class, steps_tried), fallback_skipped (WARNING: a failure no step
+ * handles, e.g. a 400: operation, error, failure_class, api_error_status),
+ * fallback_cache_cleared (INFO: operation, cleared). A call's own sink
+ * (clink_ask_options_set_events()) is used instead when set. */
+CLINK_EXTERN void clink_fallback_set_events(clink_fallback *fb, clink_events *sink);
+
+/* Statistics in the seed's names (fallback_stats.operations.<name>). */
+typedef struct clink_fallback_stats {
+  size_t struct_size;
+  uint64_t total_calls;     /* calls through this fallback, ended */
+  uint64_t primary_success; /* answered by the primary path */
+  uint64_t fallback_used;   /* answered by a step of the chain */
+  uint64_t fallback_by_strategy[CLINK_FALLBACK_STRATEGY_SLOTS]; /* of those, by strategy */
+  uint64_t cache_hits, cache_misses; /* cached steps tried */
+  uint64_t failures;        /* ended without an answer (cancellations not counted) */
+  uint64_t failed_fast;     /* of those: no step handles their class (e.g. a 400) */
+  uint64_t exhausted;       /* of those: steps were tried, none answered */
+  uint64_t cancelled;       /* ended by clink_ask_cancel() / clink_exec_cancel() */
+  uint64_t failures_by_class[CLINK_FAILURE_CLASS_SLOTS]; /* primary failures by class bit */
+  uint64_t cache_entries, cache_bytes; /* held now */
+  uint64_t cache_evictions;            /* dropped for the bounds */
+  uint64_t cache_expired;              /* dropped past ttl + stale-if-error */
+} clink_fallback_stats;
+/* out->struct_size must be set by the caller; only the fields that fit are
+ * written. */
+CLINK_EXTERN int clink_fallback_get_stats(const clink_fallback *fb, clink_fallback_stats *out);
+
+/* What a host strategy is asked (borrowed until clink_fallback_reply_done()). */
+CLINK_EXTERN const char *clink_fallback_reply_operation(const clink_fallback_reply *reply);
+/* The prompt (clink_ask()) or the request (clink_execute_with_fallback()). */
+CLINK_EXTERN const char *clink_fallback_reply_prompt(const clink_fallback_reply *reply);
+/* The call's session id; NULL for none. */
+CLINK_EXTERN const char *clink_fallback_reply_session_id(const clink_fallback_reply *reply);
+/* The failure being handled, and its class. */
+CLINK_EXTERN int clink_fallback_reply_error(const clink_fallback_reply *reply);
+CLINK_EXTERN clink_failure_class clink_fallback_reply_failure(const clink_fallback_reply *reply);
+/* The strategy the reply is for (MOCK_RESPONSE or DEGRADED_SERVICE). */
+CLINK_EXTERN clink_fallback_strategy clink_fallback_reply_strategy(
+    const clink_fallback_reply *reply);
+/* Finishes the reply, exactly once; it is freed. status 0 answers the call
+ * with text (copied; NULL counts as ""); a negative status means this step
+ * has no answer and the chain goes on. The call continues from the loop,
+ * never inside this function. A reply for a call that ended meanwhile
+ * (deadline, cancel) is only freed. UV_EINVAL for NULL. */
+CLINK_EXTERN int clink_fallback_reply_done(clink_fallback_reply *reply, int status,
+                                           const char *text);
+
+/* Fallbacks by operation, for hosts and health reports. A new registry holds
+ * the seed's two: "chat" and "create_session" (clink_fallback_new_seed()). */
+CLINK_EXTERN int clink_fallback_registry_new(clink_fallback_registry **out);
+/* Frees the registry and every fallback in it (NULL is a no-op). */
+CLINK_EXTERN void clink_fallback_registry_free(clink_fallback_registry *reg);
+/* Adds an empty fallback for operation (UV_EEXIST if the name is taken);
+ * *out (may be NULL) is the registry's, freed with it. */
+CLINK_EXTERN int clink_fallback_registry_add(clink_fallback_registry *reg, const char *operation,
+                                             clink_fallback **out);
+/* NULL when absent. */
+CLINK_EXTERN clink_fallback *clink_fallback_registry_get(const clink_fallback_registry *reg,
+                                                         const char *operation);
+/* How many fallbacks the registry holds. */
+CLINK_EXTERN size_t clink_fallback_registry_count(const clink_fallback_registry *reg);
+/* The i-th fallback in registration order (NULL past the end): with
+ * clink_fallback_operation() and clink_fallback_get_stats(), the seed's
+ * fallback_stats{operations{name:{total_calls, primary_success,
+ * fallback_used, cache_hits}}}. */
+CLINK_EXTERN clink_fallback *clink_fallback_registry_at(const clink_fallback_registry *reg,
+                                                        size_t i);
+/* Every fallback of the registry, now and added later, reports to sink. */
+CLINK_EXTERN void clink_fallback_registry_set_events(clink_fallback_registry *reg,
+                                                     clink_events *sink);
+/* Empties every fallback's cache; returns how many answers were dropped. */
+CLINK_EXTERN int clink_fallback_registry_clear_cache(clink_fallback_registry *reg);
+
+/* ------------------------------------------------------------------- ask */
+
+/* One call for the common case, what the seed's service does for a chat
+ * request: acquire a member of pool (the one holding session_id when given),
+ * run one turn with prompt, collect the answer (the assistant text blocks
+ * joined; else the result's text), release the member; under a breaker (the
+ * pool's, or the options') and a retry policy; then, when the primary path
+ * gave up, down the fallback's chain. It completes exactly once.
+ *
+ * Retries: process death or spawn failure, a stalled turn and a retryable API
+ * status (429, 5xx, 529) are retried with the policy's backoff; an open
+ * circuit, a pool timeout and everything else go straight to the chain (an
+ * open circuit means: do not call now). A retry delay that would end past
+ * the deadline is not waited for. Breaker verdicts: failures of the classes
+ * retried count as errors; a turn the API rejected (400...) counts as a
+ * success of the dependency; a cancelled attempt counts nothing.
+ *
+ * Deadline: when it passes, the running attempt is abandoned (its turn is
+ * interrupted; the member goes back to the pool once the turn ended) and the
+ * failure is CLINK_FAILURE_DEADLINE; from then on only the steps that answer
+ * from memory run (a cached answer, a fixed mock).
+ *
+ * Every callback runs from the loop, never inside clink_ask() or
+ * clink_ask_cancel(), and may call any function of the library, including
+ * clink_ask_cancel() on its own call (from the message callback) and
+ * clink_pool_shutdown(). The pool, the fallback and everything they name
+ * must outlive the call. */
+
+/* The call ended: status 0 with an answer (see clink_ask_source() for where
+ * it came from), or: the primary failure when no step of the chain handles
+ * its class, or there is no fallback (e.g. CLINK_ETURN_FAILED for a 400:
+ * clink_ask_result() has the api_error_status); CLINK_ENO_FALLBACK when the
+ * chain was tried and nothing answered (clink_ask_primary_error() says what
+ * failed); UV_ECANCELED. ask and everything read from it are valid until the
+ * callback returns; the call is freed after. */
+typedef void (*clink_ask_cb)(clink_ask_call *ask, int status, void *ud);
+/* A message of the call, as it arrives (borrowed until return): every
+ * message of the primary turns (a retry's follow a failed attempt's: see
+ * clink_ask_attempts()) and of DEGRADED_SERVICE / ALTERNATIVE_PROVIDER pool
+ * turns (clink_ask_source() tells which is running); the other sources
+ * deliver one synthesized assistant message holding the answer as one text
+ * block (model "<fallback:SOURCE>", and a top-level "fallback": SOURCE
+ * member, SOURCE as clink_source_name()), just before the completion. */
+typedef void (*clink_ask_message_cb)(clink_ask_call *ask, const clink_msg *msg, void *ud);
+
+/* Options for calls (copied by clink_ask(); reusable). Defaults: the seed's
+ * retry schedule (clink_retry_policy_new(): 1, 2, 5, 10, 30, 60 s), no
+ * deadline, no fallback, no streaming, the pool's breaker, no sink of its
+ * own, the profile identity derived from the pool's spawn profile. */
+CLINK_EXTERN int clink_ask_options_new(clink_ask_options **out);
+/* Frees options (NULL is a no-op); calls made with them are not affected. */
+CLINK_EXTERN void clink_ask_options_free(clink_ask_options *opts);
+/* The primary path's retry policy (copied); NULL: one attempt. */
+CLINK_EXTERN int clink_ask_options_set_retry_policy(clink_ask_options *opts,
+                                                    const clink_retry_policy *policy);
+/* Time limit for the whole call, counted from clink_ask() (0 or CLINK_NEVER:
+ * none). */
+CLINK_EXTERN int clink_ask_options_set_deadline_ms(clink_ask_options *opts, uint64_t ms);
+/* The operation's fallback (borrowed; NULL: none, failures are returned). */
+CLINK_EXTERN int clink_ask_options_set_fallback(clink_ask_options *opts, clink_fallback *fb);
+/* Streaming: cb gets every message as it arrives (NULL: off). It receives
+ * the call's ud. */
+CLINK_EXTERN int clink_ask_options_set_message_cb(clink_ask_options *opts,
+                                                  clink_ask_message_cb cb);
+/* The breaker of the primary turns (borrowed); NULL: the pool's
+ * (clink_pool_set_breaker()), or none. A permit is taken once a member is in
+ * hand, so it never competes with the pool's own spawn permits. */
+CLINK_EXTERN int clink_ask_options_set_breaker(clink_ask_options *opts, clink_breaker *breaker);
+/* The call's event sink (borrowed; NULL: the fallback's). */
+CLINK_EXTERN int clink_ask_options_set_events(clink_ask_options *opts, clink_events *sink);
+/* The spawn profile's identity in cache keys (copied, at most 127 bytes;
+ * NULL: a 64-bit hash of the pool's spawn profile, the same in every process
+ * for the same options). Name it when two pools must share answers, or when
+ * the cache is shared between hosts. */
+CLINK_EXTERN int clink_ask_options_set_profile_key(clink_ask_options *opts, const char *key);
+
+/* Starts a call. session_id (NULL: any member) asks for the member holding
+ * that conversation (see clink_pool_acquire()); prompt and session_id are
+ * copied; opts may be NULL (the defaults). *out (may be NULL) is the call,
+ * for clink_ask_cancel(), valid until cb returns. UV_EINVAL, UV_ENOMEM. */
+CLINK_EXTERN int clink_ask(clink_ask_call **out, clink_pool *pool, const char *session_id,
+                           const char *prompt, const clink_ask_options *opts, clink_ask_cb cb,
+                           void *ud);
+/* Ends the call with UV_ECANCELED (cb runs from the loop, once). A running
+ * turn is interrupted and its member released when the turn ended. UV_EBUSY
+ * when the call already ended or was cancelled. */
+CLINK_EXTERN int clink_ask_cancel(clink_ask_call *ask);
+
+/* Read-outs, valid in the callbacks. */
+/* The answer (NUL-terminated; *len may be NULL); "" when there is none. */
+CLINK_EXTERN const char *clink_ask_answer(const clink_ask_call *ask, size_t *len);
+/* The result message of the turn that answered (primary, degraded or
+ * alternative), else of the last failed primary turn (with its
+ * api_error_status), else NULL. Borrowed for the callback. */
+CLINK_EXTERN const clink_msg *clink_ask_result(const clink_ask_call *ask);
+/* Where the answer came from (in the message callback: which turn runs). */
+CLINK_EXTERN clink_source clink_ask_source(const clink_ask_call *ask);
+/* Primary attempts started (1 for the first; 0 when none could start). */
+CLINK_EXTERN unsigned int clink_ask_attempts(const clink_ask_call *ask);
+/* Microseconds from clink_ask() to the completion (so far, before it). */
+CLINK_EXTERN uint64_t clink_ask_latency_us(const clink_ask_call *ask);
+/* The failure of the primary path (0 when it answered), and its class. */
+CLINK_EXTERN int clink_ask_primary_error(const clink_ask_call *ask);
+CLINK_EXTERN clink_failure_class clink_ask_failure(const clink_ask_call *ask);
+/* Text of the primary failure: the failed result's text, or the client's
+ * last error; "" when none. */
+CLINK_EXTERN const char *clink_ask_error_text(const clink_ask_call *ask);
+/* The outbox message id of a QUEUED answer; 0 otherwise. */
+CLINK_EXTERN int64_t clink_ask_queued_id(const clink_ask_call *ask);
+/* The CLI session id of the turn that answered (primary, or a degraded or
+ * alternative pool's), to pass as session_id next time for the same
+ * conversation (on that pool); NULL otherwise. */
+CLINK_EXTERN const char *clink_ask_session_id(const clink_ask_call *ask);
+/* For a CACHE answer: its age in ms, and whether it was stale (past its TTL,
+ * inside the stale-if-error window). 0 otherwise. */
+CLINK_EXTERN uint64_t clink_ask_cache_age_ms(const clink_ask_call *ask);
+CLINK_EXTERN int clink_ask_cache_stale(const clink_ask_call *ask);
+
+/* clink_execute() with an operation's fallback chain after it: the seed's
+ * decorators together (breaker + retry + fallback), for operations other
+ * than a turn on a pool (create_session, the host's own). request names
+ * what op computes (copied): it is the cache key's prompt part (no profile,
+ * no conversation), the queued message's prompt and what host strategies
+ * see. Pool steps (DEGRADED_SERVICE with a pool, ALTERNATIVE_PROVIDER) do not
+ * apply and are skipped. After a success the text given to
+ * clink_exec_set_answer() is cached (when the chain has a cached step).
+ * When the execution fails with a class a step handles, done gets status 0
+ * and the step's answer (clink_exec_answer(), clink_exec_source()); when no
+ * step handles it, the failure; when steps were tried and none answered,
+ * CLINK_ENO_FALLBACK (clink_exec_last_error() says what failed). Once the
+ * chain runs, clink_exec_cancel() returns UV_EBUSY. fb NULL: the same as
+ * clink_execute(). */
+CLINK_EXTERN int clink_execute_with_fallback(clink_exec **out, uv_loop_t *loop,
+                                             clink_breaker *breaker,
+                                             const clink_retry_policy *policy,
+                                             clink_fallback *fb, const char *request,
+                                             clink_exec_op op, clink_exec_cb done, void *ud);
+/* The answer of the attempt about to succeed (copied): call it before
+ * clink_exec_done(exec, 0, ...). Replaces an earlier one. UV_EINVAL outside
+ * an attempt; a no-op for an execution without a fallback. */
+CLINK_EXTERN int clink_exec_set_answer(clink_exec *exec, const char *text);
+/* In done: the answer (the attempt's, or the fallback step's); "" when none. */
+CLINK_EXTERN const char *clink_exec_answer(const clink_exec *exec, size_t *len);
+/* In done: where the answer came from (CLINK_SOURCE_PRIMARY for op's own
+ * success, CLINK_SOURCE_NONE for a failure; always NONE for an execution
+ * without a fallback). */
+CLINK_EXTERN clink_source clink_exec_source(const clink_exec *exec);
 
 #ifdef __cplusplus
 }

@@ -159,6 +159,24 @@
  *                            A prompt "fail:STATUS" (text starting with
  *                            "fail:") ends its own turn that way (STATUS 500
  *                            when not a number), whatever FAKE_API_ERROR says.
+ *   FAKE_FAIL_FILE=PATH      read PATH at the start of every turn (after the
+ *                            prompt's own "fail:" check); when it exists its
+ *                            first line decides the turn, so a test can make
+ *                            the same prompt succeed and then fail, in every
+ *                            process at once:
+ *                              STATUS (a number)  the turn ends as an API
+ *                                                 error STATUS (as FAKE_API_ERROR)
+ *                              STATUS TEXT        the same, with the error text
+ *                                                 "API Error: STATUS TEXT" instead
+ *                                                 of "API Error: STATUS fake" (TEXT:
+ *                                                 letters, digits, spaces and
+ *                                                 .:,- only; up to 47 bytes), e.g.
+ *                                                 "400 prompt is too long"
+ *                              exit[:CODE]        exit CODE (default 3) right
+ *                                                 after system/init (no result)
+ *                              hang               stop reading and writing
+ *                                                 right after system/init
+ *                            anything else, or no file: a normal turn.
  *   FAKE_EXIT_AFTER_TURNS=T  exit 0 right after the result of turn T.
  *   FAKE_STDERR_FLOOD=BYTES  at start-up write BYTES bytes of 100-byte lines
  *                            to stderr (blocks until the host drains them).
@@ -259,6 +277,7 @@ struct turn {
     char *result_text;     /* last assistant text, already cut */
     struct strbuf denials; /* comma-separated permission_denials entries */
     long long api_error;   /* FAKE_API_ERROR, or the prompt's "fail:STATUS" */
+    char api_error_text[48]; /* FAKE_FAIL_FILE's text; "" = "fake" */
 };
 
 enum wait_result { WAIT_DONE, WAIT_INTERRUPTED, WAIT_EOF };
@@ -276,6 +295,7 @@ struct config {
     bool print_argv, has_exit_immediately, bench;
     bool stream_json_out, verbose;
     const char *model, *permission_mode;
+    const char *fail_file;
 };
 
 /* The one static struct: knobs, session and I/O state. */
@@ -690,6 +710,7 @@ static void load_knobs(void)
     c->cancel_permission = env_flag("FAKE_CANCEL_PERMISSION");
     c->unknown_request = env_flag("FAKE_UNKNOWN_REQUEST");
     c->stderr_turns = env_flag("FAKE_STDERR_TURNS");
+    c->fail_file = env_set("FAKE_FAIL_FILE") ? getenv("FAKE_FAIL_FILE") : NULL;
 }
 
 /* Accepts `--flag value` and `--flag=value`; unknown flags are ignored (an
@@ -1482,7 +1503,8 @@ static void emit_api_error(struct turn *t)
     char msg_uuid[UUID_LEN + 1], uuid[UUID_LEN + 1];
     next_uuid(msg_uuid);
     next_uuid(uuid);
-    sb_printf(&text, "API Error: %lld fake", t->api_error);
+    sb_printf(&text, "API Error: %lld %s", t->api_error,
+              t->api_error_text[0] ? t->api_error_text : "fake");
     sb_printf(&sb, "{\"type\":\"assistant\",\"message\":{\"id\":\"%s\",\"container\":null,"
                    "\"model\":\"<synthetic>\",\"role\":\"assistant\",\"stop_details\":null,"
                    "\"stop_reason\":\"stop_sequence\",\"stop_sequence\":\"\","
@@ -1575,12 +1597,48 @@ static const char garbage_lines[] = "[SandboxDebug] not json\n"
                                     "\n"
                                     "{\"type\":\"keep_alive\"}\r\n";
 
+/* FAKE_FAIL_FILE: what its first line says for this turn. */
+static void read_fail_file(struct turn *t, int *exit_code, bool *hang_now)
+{
+    if (!g.cfg.fail_file)
+        return;
+    FILE *f = fopen(g.cfg.fail_file, "r");
+    if (!f)
+        return;
+    char buf[64] = {0};
+    if (!fgets(buf, sizeof buf, f))
+        buf[0] = '\0';
+    fclose(f);
+    if (strncmp(buf, "exit", 4) == 0)
+        *exit_code = buf[4] == ':' ? atoi(buf + 5) : 3;
+    else if (strncmp(buf, "hang", 4) == 0)
+        *hang_now = true;
+    else if (atoll(buf) > 0) {
+        t->api_error = atoll(buf);
+        const char *p = buf;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (*p == ' ') {
+            size_t n = 0;
+            for (p++; *p && n < sizeof t->api_error_text - 1; p++)
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || strchr(" .:,-", *p))
+                    t->api_error_text[n++] = *p;
+            t->api_error_text[n] = '\0';
+        }
+    }
+}
+
 static void run_turn(const char *prompt)
 {
     struct turn t = {.start_ns = now_ns(), .prompt = prompt, .num_turns = 1,
                      .api_error = g.cfg.api_error};
+    int fail_exit = -1;
+    bool fail_hang = false;
     if (prompt && strncmp(prompt, "fail:", 5) == 0)
         t.api_error = atoll(prompt + 5) > 0 ? atoll(prompt + 5) : 500;
+    else
+        read_fail_file(&t, &fail_exit, &fail_hang);
     g.turn++;
     if (g.cfg.stderr_turns) {
         char n[32];
@@ -1593,6 +1651,12 @@ static void run_turn(const char *prompt)
     snprintf(t.msg_id, sizeof t.msg_id, "msg_fake_%08llx", (unsigned long long)g.turn);
 
     emit_init();
+    if (fail_exit >= 0) {
+        out_flush();
+        exit(fail_exit);
+    }
+    if (fail_hang)
+        hang();
     if (g.cfg.garbage)
         out_add(garbage_lines, sizeof garbage_lines - 1);
     if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t)) &&

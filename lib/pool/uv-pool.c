@@ -485,6 +485,10 @@ void clink_pool_set_breaker(clink_pool *p, clink_breaker *b) {
   if (p) p->breaker = b;
 }
 
+clink_breaker *clink_pool_get_breaker(const clink_pool *p) { return p ? p->breaker : NULL; }
+uv_loop_t *clink_pool_get_loop(const clink_pool *p) { return p ? p->loop : NULL; }
+const clink_options *clink_pool_get_options(const clink_pool *p) { return p ? p->opts : NULL; }
+
 void clink_pool_set_event_cb(clink_pool *p, clink_pool_event_cb cb, void *ud) {
   if (p == NULL) return;
   p->ev_cb = cb;

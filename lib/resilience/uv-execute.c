@@ -1,8 +1,13 @@
 /* clink_execute: one async operation under a breaker and a retry policy.
  * A single timer drives everything: the next attempt (after a backoff delay
  * or at once) and the deferred completion, so no callback ever runs inside
- * the API call that caused it. */
+ * the API call that caused it.
+ *
+ * An extension (exec-int.h; clink_execute_with_fallback is one) hears the
+ * final status before done and may hold the report: done then runs when the
+ * extension calls clink__exec_finish(). */
 #include "base/internal.h"
+#include "resilience/exec-int.h"
 
 enum exec_phase {
   PHASE_WAITING,  /* timer armed for the next attempt */
@@ -27,12 +32,16 @@ struct clink_exec {
   unsigned permit_held : 1;
   unsigned cancelled : 1;  /* done already reported: the running op just frees */
   unsigned reported : 1;   /* done cb has run */
+  unsigned held : 1;       /* the extension holds the report */
+  const clink__exec_hooks *hooks;
+  void *ext;
 };
 
 static void on_timer(uv_timer_t *t);
 
 static void on_closed(uv_handle_t *h) {
   clink_exec *ex = h->data;
+  if (ex->hooks && ex->hooks->free) ex->hooks->free(ex->ext);
   clink_retry_free(ex->retry);
   clink__free(ex);
 }
@@ -79,15 +88,24 @@ static void start_attempt(clink_exec *ex) {
 
 /* Calls done once, then frees unless an attempt is still running (its
  * clink_exec_done() frees after a cancel). */
-static void report(clink_exec *ex) {
+static void report_now(clink_exec *ex, int status) {
   ex->reported = 1;
-  if (ex->done) ex->done(ex, ex->result, ex->ud);
+  ex->held = 0;
+  if (ex->done) ex->done(ex, status, ex->ud);
   if (ex->phase != PHASE_RUNNING) uv_close((uv_handle_t *)&ex->timer, on_closed);
+}
+
+static void report(clink_exec *ex) {
+  if (ex->hooks && ex->hooks->ending && ex->hooks->ending(ex, ex->result, ex->ext)) {
+    ex->held = 1;
+    return;
+  }
+  report_now(ex, ex->result);
 }
 
 static void on_timer(uv_timer_t *t) {
   clink_exec *ex = t->data;
-  if (ex->reported) return;
+  if (ex->reported || ex->held) return;
   if (ex->cancelled || ex->phase == PHASE_FINISHING)
     report(ex);
   else if (ex->phase == PHASE_WAITING)
@@ -97,6 +115,12 @@ static void on_timer(uv_timer_t *t) {
 int clink_execute(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
                   const clink_retry_policy *policy, clink_exec_op op, clink_exec_cb done,
                   void *ud) {
+  return clink__execute_ext(out, loop, breaker, policy, op, done, ud, NULL, NULL);
+}
+
+int clink__execute_ext(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
+                       const clink_retry_policy *policy, clink_exec_op op, clink_exec_cb done,
+                       void *ud, const clink__exec_hooks *hooks, void *ext) {
   if (out == NULL || loop == NULL || op == NULL) return UV_EINVAL;
   clink_exec *ex = clink__calloc(1, sizeof(*ex));
   if (ex == NULL) return UV_ENOMEM;
@@ -109,6 +133,8 @@ int clink_execute(clink_exec **out, uv_loop_t *loop, clink_breaker *breaker,
     clink_retry_begin(ex->retry, uv_now(loop));
   }
   ex->loop = loop;
+  ex->hooks = hooks;
+  ex->ext = ext;
   ex->breaker = breaker;
   ex->op = op;
   ex->done = done;
@@ -150,7 +176,8 @@ void clink_exec_done(clink_exec *ex, int status, uint64_t server_delay_ms) {
 
 int clink_exec_cancel(clink_exec *ex) {
   if (ex == NULL) return UV_EINVAL;
-  if (ex->cancelled || ex->reported || ex->phase == PHASE_FINISHING) return UV_EBUSY;
+  if (ex->cancelled || ex->reported || ex->phase == PHASE_FINISHING || ex->held)
+    return UV_EBUSY;
   ex->cancelled = 1;
   ex->result = UV_ECANCELED;
   uv_timer_start(&ex->timer, on_timer, 0, 0);
@@ -159,3 +186,14 @@ int clink_exec_cancel(clink_exec *ex) {
 
 unsigned int clink_exec_attempts(const clink_exec *ex) { return ex ? ex->attempts : 0; }
 int clink_exec_last_error(const clink_exec *ex) { return ex ? ex->last_error : 0; }
+
+void *clink__exec_ext(const clink_exec *ex) { return ex ? ex->ext : NULL; }
+
+int clink__exec_running(const clink_exec *ex) {
+  return ex != NULL && ex->phase == PHASE_RUNNING && !ex->cancelled;
+}
+
+void clink__exec_finish(clink_exec *ex, int status) {
+  if (ex == NULL || !ex->held) return;
+  report_now(ex, status);
+}
