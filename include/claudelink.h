@@ -1210,10 +1210,14 @@ CLINK_EXTERN int clink_outbox_get(clink_outbox *ob, int64_t id, clink_outbox_get
 /* The function that delivers (replaces any earlier one, also the pool's). */
 CLINK_EXTERN int clink_outbox_set_deliver(clink_outbox *ob, clink_outbox_deliver_fn fn,
                                           void *ud);
-/* Delivers through a pool (borrowed: it must outlive the outbox): acquire
- * (a message's session id asks the pool for that CLI conversation, resumed
- * if needed), one turn with the prompt, the assistant text (else the result
- * text) as the response, release. A failed turn is a failed attempt. */
+/* Delivers through a pool (borrowed: it must outlive the outbox) with
+ * clink_ask(): acquire (a message's session id asks the pool for that
+ * conversation, resumed if needed) under the pool's breaker, one turn with
+ * the prompt, the answer text as the response, release. No fallback: a
+ * cached or mock answer is no delivery. A failure retrying can fix (the
+ * breaker open, a dead process, an API 429/5xx/529) is retried by the
+ * outbox with its backoff; one it cannot (an API 400/401/403, a missing
+ * CLI) dead-letters the message at once. */
 CLINK_EXTERN int clink_outbox_deliver_via_pool(clink_outbox *ob, clink_pool *pool);
 /* Called after each attempt's outcome is durable (see the typedef). */
 CLINK_EXTERN void clink_outbox_set_report_cb(clink_outbox *ob, clink_outbox_report_cb cb,
@@ -1237,6 +1241,11 @@ CLINK_EXTERN const clink_outbox_msg *clink_outbox_delivery_msg(const clink_outbo
  * be NULL); the message is retried after backoff or dead-lettered. */
 CLINK_EXTERN int clink_outbox_delivery_done(clink_outbox_delivery *d, int status,
                                             const char *response);
+/* Finishes an attempt that failed in a way no retry can fix (an invalid
+ * request, a missing CLI: status < 0, error_text may be NULL): the message
+ * is dead-lettered now, whatever attempts are left. d is freed. */
+CLINK_EXTERN int clink_outbox_delivery_reject(clink_outbox_delivery *d, int status,
+                                              const char *error_text);
 
 /* Message fields. Strings live as long as the message; NULL when absent. */
 /* The id enqueue acknowledged (ids are never reused). */

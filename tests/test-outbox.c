@@ -1020,7 +1020,8 @@ static void on_pool_report(clink_outbox *ob, const clink_outbox_msg *m, void *ud
   NOT_IN_API();
   T.reports++;
   T.report_state[clink_outbox_msg_state(m)]++;
-  ck_assert_str_eq(clink_outbox_msg_response(m), "xxxx"); /* the fake's text */
+  if (clink_outbox_msg_state(m) == CLINK_OUTBOX_DELIVERED)
+    ck_assert_str_eq(clink_outbox_msg_response(m), "xxxx"); /* the fake's text */
 }
 
 START_TEST(outbox_via_pool) {
@@ -1144,6 +1145,53 @@ static void run_child(void (*fn)(int), int *status) {
   ck_assert_int_eq(waitpid(pid, status, 0), pid);
 }
 
+
+/* Through clink_ask: an API 400 cannot be fixed by retrying (dead at its
+ * first attempt), a 529 can (retried until its attempts run out). */
+START_TEST(outbox_via_pool_classifies_failures) {
+  setup_loop();
+  clink_options *o;
+  clink_pool_config *pc;
+  ck_assert_int_eq(clink_options_new(&o), 0);
+  ck_assert_int_eq(clink_options_set_cli_path(o, clink_test_fake_cli()), 0);
+  ck_assert_int_eq(clink_options_set_exec_shim(o, clink_test_exec_shim()), 0);
+  ck_assert_int_eq(clink_pool_config_new(&pc), 0);
+  ck_assert_int_eq(clink_pool_config_set_size(pc, 1, 2), 0);
+  ck_assert_int_eq(clink_pool_new(&pool, &T.loop, o, pc), 0);
+  clink_options_free(o);
+  clink_pool_config_free(pc);
+  clink_outbox_config *cfg = base_config();
+  ck_assert_int_eq(clink_outbox_config_set_max_attempts(cfg, 3), 0);
+  open_outbox(cfg);
+  clink_outbox_config_free(cfg);
+  ck_assert_int_eq(clink_outbox_deliver_via_pool(T.ob, pool), 0);
+  clink_outbox_set_report_cb(T.ob, on_pool_report, &T);
+  ck_assert_int_eq(API(clink_outbox_enqueue(T.ob, "fail:400", NULL, NULL, NULL, NULL,
+                                            on_enqueued, &T)),
+                   0);
+  ck_assert_int_eq(API(clink_outbox_enqueue(T.ob, "fail:529", NULL, NULL, NULL, NULL,
+                                            on_enqueued, &T)),
+                   0);
+  ck_assert_int_eq(API(clink_outbox_start(T.ob)), 0);
+  RUN_UNTIL(T.report_state[CLINK_OUTBOX_DEAD] == 2);
+  /* 400: one report (dead at once); 529: two retries, then dead. */
+  ck_assert_int_eq(T.report_state[CLINK_OUTBOX_PENDING], 2);
+  ck_assert_int_eq(T.reports, 4);
+  T.gets = 0;
+  ck_assert_int_eq(API(clink_outbox_get(T.ob, T.enq_id[0], on_got, &T)), 0);
+  RUN_UNTIL(T.gets == 1);
+  ck_assert_int_eq(T.get_state, CLINK_OUTBOX_DEAD);
+  ck_assert_uint_eq(T.get_attempts, 1);
+  close_now();
+  int pool_closed = 0;
+  RUN_UNTIL(T.closes == 1);
+  ck_assert_int_eq(clink_pool_shutdown(pool, CLINK_POOL_DRAIN, on_pool_closed, &pool_closed), 0);
+  run();
+  ck_assert_int_eq(pool_closed, 1);
+  finish_loop();
+}
+END_TEST
+
 START_TEST(outbox_full_disk) {
   make_db_path();
   int status;
@@ -1258,6 +1306,7 @@ int main(void) {
   tcase_add_test(tc, outbox_bounds);
   tcase_add_test(tc, outbox_bad_file);
   tcase_add_test(tc, outbox_via_pool);
+  tcase_add_test(tc, outbox_via_pool_classifies_failures);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("close");

@@ -108,6 +108,7 @@ struct clink_outbox {
   clink_outbox_report_cb report;
   void *report_ud;
   clink_events *sink; /* borrowed */
+  clink_ask_options *ask_opts; /* clink_outbox_deliver_via_pool()'s, owned */
   clink_outbox_close_cb close_cb;
   void *close_ud;
 };

@@ -203,6 +203,7 @@ static void on_handle_closed(uv_handle_t *h) {
   uv_cond_destroy(&ob->cv);
   clink__ob_config_clear(&ob->cfg);
   clink_retry_free(ob->backoff);
+  clink_ask_options_free(ob->ask_opts);
   clink__free(ob->path);
   clink__free(ob);
 }
@@ -291,6 +292,7 @@ static void on_early_closed(uv_handle_t *h) {
   uv_cond_destroy(&ob->cv);
   clink__ob_config_clear(&ob->cfg);
   clink_retry_free(ob->backoff);
+  clink_ask_options_free(ob->ask_opts);
   clink__free(ob->path);
   clink__free(ob);
 }
@@ -434,12 +436,13 @@ const clink_outbox_msg *clink_outbox_delivery_msg(const clink_outbox_delivery *d
   return d ? d->msg : NULL;
 }
 
-int clink_outbox_delivery_done(clink_outbox_delivery *d, int status, const char *response) {
-  if (d == NULL || status > 0) return UV_EINVAL;
+static int attempt_finish(clink_outbox_delivery *d, int status, const char *response, int final) {
+  if (d == NULL || status > 0 || (final && status == 0)) return UV_EINVAL;
   clink_outbox *ob = d->ob;
   const clink_outbox_msg *m = d->msg;
   enum ob_req_kind kind = OB_COMPLETE;
-  if (status != 0) kind = m->attempts >= ob->cfg.max_attempts ? OB_DEAD : OB_RESCHEDULE;
+  if (status != 0)
+    kind = final || m->attempts >= ob->cfg.max_attempts ? OB_DEAD : OB_RESCHEDULE;
   const char *err_text = status != 0 ? (response ? response : clink_strerror(status)) : NULL;
   clink__ob_strs strs = {m->prompt, m->operation, m->session_id, m->key, m->metadata,
                          status == 0 ? response : NULL, err_text};
@@ -475,6 +478,14 @@ int clink_outbox_delivery_done(clink_outbox_delivery *d, int status, const char 
   pump(ob);
   maybe_queue_close(ob);
   return 0;
+}
+
+int clink_outbox_delivery_done(clink_outbox_delivery *d, int status, const char *response) {
+  return attempt_finish(d, status, response, 0);
+}
+
+int clink_outbox_delivery_reject(clink_outbox_delivery *d, int status, const char *error_text) {
+  return attempt_finish(d, status, error_text, 1);
 }
 
 int clink_outbox_get_stats(const clink_outbox *ob, clink_outbox_stats *out) {
