@@ -1490,6 +1490,11 @@ CLINK_EXTERN int clink_health_attach_outbox(clink_health *h, clink_outbox *ob);
  *     clink_health_fallback_op op = {sizeof(op), calls, primary_ok, used, hits};
  *     clink_health_fallbacks_add(out, "chat", &op);
  *   } */
+/* The fallback_stats section from a fallback registry (borrowed: it must
+ * outlive the monitor or be detached with NULL): every operation's
+ * total_calls, primary_success, fallback_used, cache_hits. Replaces any
+ * provider set below. */
+CLINK_EXTERN int clink_health_attach_fallbacks(clink_health *h, clink_fallback_registry *reg);
 CLINK_EXTERN int clink_health_set_fallback_provider(clink_health *h, clink_health_fallback_fn fn,
                                                     void *ud);
 /* Removes any attachment of object (pool, client, registry, outbox).

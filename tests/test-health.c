@@ -1743,6 +1743,34 @@ static void turn_done(clink_client *c, int status, const clink_msg *result, void
 }
 
 /* Sessions, processes, turns and the request meter in one snapshot. */
+
+/* A fallback registry attached: fallback_stats lists its operations with
+ * their public stats, in the seed's names. */
+START_TEST(fallback_registry_attached) {
+  make_monitor(0, 0);
+  clink_fallback_registry *reg;
+  ck_assert_int_eq(clink_fallback_registry_new(&reg), 0);
+  ck_assert_int_eq(API(clink_health_attach_fallbacks(T.h, reg)), 0);
+  clink_health_snapshot *s;
+  ck_assert_int_eq(clink_health_snapshot_new(&s), 0);
+  ck_assert_int_eq(clink_health_snapshot_take(T.h, s), 0);
+  cJSON *j = render_json(s, CLINK_HEALTH_FORMAT_DETAILED);
+  const cJSON *ops = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(j, "fallback_stats"), "operations");
+  const cJSON *chat = cJSON_GetObjectItemCaseSensitive(ops, "chat");
+  ck_assert_ptr_nonnull(chat);
+  ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(ops, "create_session"));
+  static const char *const keys[] = {"total_calls", "primary_success", "fallback_used",
+                                     "cache_hits"};
+  for (int i = 0; i < 4; i++)
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(chat, keys[i])));
+  cJSON_Delete(j);
+  clink_health_snapshot_free(s);
+  ck_assert_int_eq(API(clink_health_attach_fallbacks(T.h, NULL)), 0);
+  clink_fallback_registry_free(reg);
+}
+END_TEST
+
 START_TEST(sessions_processes_and_meter) {
   clink_pool_config *cfg;
   ck_assert_int_eq(clink_options_set_env(T.opts, "FAKE_ALLOC_MB", "8"), 0);
@@ -2042,6 +2070,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, sdk_check_pings_a_pooled_member);
   tcase_add_test(tc, close_during_sdk_probe);
   tcase_add_test(tc, sessions_processes_and_meter);
+  tcase_add_test(tc, fallback_registry_attached);
   tcase_add_test(tc, outbox_attached);
 #undef TC
   return clink_test_run(s);

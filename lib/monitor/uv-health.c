@@ -907,6 +907,26 @@ int clink_health_attach_outbox(clink_health *h, clink_outbox *ob) {
   return attach(h, ATT_OUTBOX, ob);
 }
 
+/* The provider for a fallback registry: its operations' public stats. */
+static void registry_provider(clink_health_fallbacks *out, void *ud) {
+  const clink_fallback_registry *reg = ud;
+  for (size_t i = 0; i < clink_fallback_registry_count(reg); i++) {
+    clink_fallback *fb = clink_fallback_registry_at(reg, i);
+    clink_fallback_stats st;
+    memset(&st, 0, sizeof(st));
+    st.struct_size = sizeof(st);
+    if (clink_fallback_get_stats(fb, &st) != 0) continue;
+    clink_health_fallback_op op = {sizeof(op), st.total_calls, st.primary_success,
+                                   st.fallback_used, st.cache_hits};
+    clink_health_fallbacks_add(out, clink_fallback_operation(fb), &op);
+  }
+}
+
+int clink_health_attach_fallbacks(clink_health *h, clink_fallback_registry *reg) {
+  if (reg == NULL) return clink_health_set_fallback_provider(h, NULL, NULL);
+  return clink_health_set_fallback_provider(h, registry_provider, reg);
+}
+
 int clink_health_set_fallback_provider(clink_health *h, clink_health_fallback_fn fn, void *ud) {
   if (h == NULL) return UV_EINVAL;
   h->fb_fn = fn;
