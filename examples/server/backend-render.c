@@ -17,7 +17,9 @@ void backend_observe_request(backend *b, const char *route, unsigned status,
                              uint64_t duration_us) {
   b->requests_total++;
   if (route && b->requests_in_progress) b->requests_in_progress--;
-  if (status >= 500 || status == 0) b->errors_total++;
+  /* 503 from the probes is their answer, not a failure of the server. */
+  int probe = route && (strcmp(route, "readyz") == 0 || strcmp(route, "health") == 0);
+  if ((status >= 500 || status == 0) && !probe) b->errors_total++;
   double s = (double)duration_us / 1e6;
   size_t i = 0;
   while (i < METER_BUCKETS && s > meter_bounds[i]) i++;

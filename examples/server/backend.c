@@ -66,7 +66,10 @@ static int make_pool(backend *b, clink_pool **out, int alt) {
   clink_pool_config_free(pc);
   if (rc != 0) return rc;
   clink_pool_set_events(*out, b->events);
-  clink_pool_set_breaker(*out, alt ? b->alt_breaker : b->sdk_breaker);
+  /* Starting processes is a session operation (the seed's
+   * session_operations breaker); the turns go through claude_sdk. Kept
+   * apart, a successful spawn never hides failing turns. */
+  if (!alt) clink_pool_set_breaker(*out, clink_breaker_registry_get(b->reg, "session_operations"));
   return 0;
 }
 
@@ -332,8 +335,10 @@ static void on_acquired(clink_pool *pool, int status, clink_client *cl, uint64_t
   if (status != 0) {
     c->last_err = status;
     c->retry_after_ms = retry_after;
-    /* Spawn failures already count in the breaker through the pool. */
-    verdict(c, 0, 0);
+    /* No session to be had counts against the provider, except when the
+     * pool was only busy or closing. */
+    verdict(c, 0, status != CLINK_EPOOL_TIMEOUT && status != CLINK_EQUEUE_FULL &&
+                      status != CLINK_ECLOSING && status != CLINK_ECIRCUIT_OPEN);
     next_in_chain(c);
     return;
   }

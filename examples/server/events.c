@@ -37,6 +37,9 @@ void event_ring_on_event(clink_events *sink, const clink_event *ev, void *ud) {
   event_ring *r = ud;
   char *json = NULL;
   (void)sink;
+  /* The access log (DEBUG) goes to stderr only: the ring keeps what an
+   * operator looks for. */
+  if (strcmp(ev->event, "http_request") == 0) return;
   if (clink_event_to_json(ev, &json) != 0) {
     r->dropped++;
     return;

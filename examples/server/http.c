@@ -298,6 +298,32 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   if (s->log) s->log(buf, s->ud);
 }
 
+/* Percent-decoding of the path and query (MHD's own, except that %00
+ * stays as it is: a NUL would silently cut the path short). */
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
+  char *w = s;
+  (void)cls;
+  (void)c;
+  for (const char *p = s; *p; p++) {
+    int hi, lo;
+    if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+      *w++ = (char)(hi * 16 + lo);
+      p += 2;
+    } else {
+      *w++ = *p;
+    }
+  }
+  *w = '\0';
+  return (size_t)(w - s);
+}
+
 /* ------------------------------------------------------------- streams */
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -445,6 +471,7 @@ int http_server_start(http_server **out, uv_loop_t *loop, const char *host, int 
                           MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                           MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                          MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
                           MHD_OPTION_END);
   freeaddrinfo(ai);
   if (s->d == NULL) {

@@ -94,25 +94,33 @@ static void shutdown_progress(server *s) {
   backend_shutdown(s->be, on_backend_closed, s);
 }
 
+/* In-flight requests get 503 now; the sessions close (at once when
+ * escalate: running turns fail). */
+static void hurry(server *s, int escalate) {
+  http_server_abort_pending(s->http);
+  if (!backend_stopping) {
+    backend_stopping = 1;
+    uv_timer_stop(&s->shutdown_timer);
+    backend_shutdown(s->be, on_backend_closed, s);
+  }
+  if (escalate) backend_shutdown(s->be, NULL, NULL);
+}
+
 static void on_shutdown_deadline(uv_timer_t *t) {
   server *s = t->data;
   clink_event_field f[1] = {
       {"pending", CLINK_FIELD_INT, NULL, (int64_t)http_server_pending(s->http), 0}};
   server_event(s, CLINK_LOG_WARNING, "shutdown_requests_timeout", f, 1);
-  http_server_abort_pending(s->http);
-  /* What the app still holds ends when its backend calls end; MHD's own
-   * connections are cut by the stop. */
-  backend_stopping = 1;
-  backend_shutdown(s->be, on_backend_closed, s);
+  hurry(s, 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   server *s = h->data;
-  clink_event_field f[1] = {{"signal", CLINK_FIELD_STRING, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0, 0}};
+  clink_event_field f[1] = {
+      {"signal", CLINK_FIELD_STRING, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0, 0}};
   if (s->shutting_down) {
     server_event(s, CLINK_LOG_WARNING, "shutdown_hurried", f, 1);
-    http_server_abort_pending(s->http);
-    if (backend_stopping) backend_shutdown(s->be, NULL, NULL);
+    hurry(s, 1);
     return;
   }
   s->shutting_down = 1;
