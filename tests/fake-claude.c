@@ -85,6 +85,12 @@
  *                            writing forever (pause()). SIGTERM still kills
  *                            unless FAKE_IGNORE_SIGTERM=1.
  *   FAKE_HANG_TURN=T         turn that hangs, 1-based (default 1).
+ *   FAKE_CRASH_RANDOM=P      each turn crashes with probability P per mille
+ *                            (0..1000), right after its system/init line
+ *                            (flushed): half of the crashes exit 3, the
+ *                            other half die by SIGKILL. For soak tests.
+ *   FAKE_CRASH_SEED=S        seed of that draw (default: pid and time, so
+ *                            every process differs).
  *   FAKE_GARBAGE=1           before the assistant texts of each turn emit:
  *                              "[SandboxDebug] not json\n"
  *                              "\xff\xfe\x00garbage\x01\x7f\x80\xc3\x28\n"
@@ -265,6 +271,7 @@ struct config {
     long long long_line, stderr_flood, api_error, exit_after_turns;
     long long startup_delay_ms, init_delay_ms, exit_immediately;
     long long bench_lines, bench_line_bytes;
+    long long crash_random, crash_seed;
     bool echo, garbage, tool, ignore_sigterm, no_control_response;
     bool hook, mcp, cancel_permission, unknown_request, stderr_turns;
     bool print_argv, has_exit_immediately, bench;
@@ -682,6 +689,13 @@ static void load_knobs(void)
     c->cancel_permission = env_flag("FAKE_CANCEL_PERMISSION");
     c->unknown_request = env_flag("FAKE_UNKNOWN_REQUEST");
     c->stderr_turns = env_flag("FAKE_STDERR_TURNS");
+    c->crash_random = env_num("FAKE_CRASH_RANDOM", 0, 0);
+    if (c->crash_random > 1000)
+        die("bad value for FAKE_CRASH_RANDOM: '%lld' (0..1000)", c->crash_random);
+    c->crash_seed = env_num("FAKE_CRASH_SEED", 0, 0);
+    if (c->crash_random)
+        srand(c->crash_seed ? (unsigned)c->crash_seed
+                            : (unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)now_ns());
 }
 
 /* Accepts `--flag value` and `--flag=value`; unknown flags are ignored (an
@@ -1585,6 +1599,14 @@ static void run_turn(const char *prompt)
     snprintf(t.msg_id, sizeof t.msg_id, "msg_fake_%08llx", (unsigned long long)g.turn);
 
     emit_init();
+    if (g.cfg.crash_random && rand() % 1000 < g.cfg.crash_random) {
+        out_flush();
+        if (rand() % 2) {
+            signal(SIGKILL, SIG_DFL);
+            raise(SIGKILL);
+        }
+        _exit(3);
+    }
     if (g.cfg.garbage)
         out_add(garbage_lines, sizeof garbage_lines - 1);
     if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t)) &&
