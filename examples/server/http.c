@@ -13,6 +13,8 @@
 
 /* Discarded past the body limit before the connection is simply cut. */
 #define DISCARD_FACTOR 4
+/* A stream whose client reads slower than this much piles up is cut. */
+#define STREAM_BUFFER_MAX ((size_t)16 << 20)
 
 struct http_server {
   uv_loop_t *loop;
@@ -369,7 +371,12 @@ void http_stream_begin(http_req *r, unsigned status, const char *ctype, const ht
 }
 
 void http_stream_write(http_req *r, const char *data, size_t len) {
-  if (!r->streaming || r->stream_ended || r->conn == NULL) return;
+  if (!r->streaming || r->stream_ended || r->conn == NULL || r->stream_aborted) return;
+  if (r->out_len - r->out_off + len > STREAM_BUFFER_MAX) {
+    r->stream_aborted = 1;
+    stream_wake(r);
+    return;
+  }
   if (r->out_len + len > r->out_cap) {
     size_t cap = r->out_cap ? r->out_cap : 4096;
     while (cap < r->out_len + len) cap *= 2;
