@@ -11,7 +11,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: server-chat-vs-ts.sh BUILD_DIR [SECONDS] [ROUNDS]}" && pwd)
 secs=${2:-10}
 rounds=${3:-3}
-bash "$top/.ci/install-deps" wrk nodejs npm
+bash "$top/.ci/install-deps" wrk
+command -v node >/dev/null && command -v npm >/dev/null || bash "$top/.ci/install-deps" nodejs npm
 anchor_src="$top/../shared/bench/ts-sdk-anchor"
 anchor=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
 mkdir -p "$anchor"

@@ -11,7 +11,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: server-real-cli-latency.sh BUILD_DIR [REAL_CLAUDE] [REQUESTS]}" && pwd)
 cli=${2:-}
 n=${3:-15}
-bash "$top/.ci/install-deps" nodejs npm curl
+bash "$top/.ci/install-deps" curl
+command -v node >/dev/null && command -v npm >/dev/null || bash "$top/.ci/install-deps" nodejs npm
 [ -n "$cli" ] || cli=$("$top/tests/real-cli/install.sh" | tail -n1)
 anchor_src="$top/../shared/bench/ts-sdk-anchor"
 anchor=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
