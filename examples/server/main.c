@@ -60,8 +60,9 @@ static int view_shutting_down(void *ud) { return ((server *)ud)->shutting_down; 
 static void on_closed_handle(uv_handle_t *h) { (void)h; }
 
 static void on_events_closed(clink_events *e, void *ud) {
+  server *s = ud;
   (void)e;
-  (void)ud;
+  s->events = NULL;
 }
 
 static void on_http_stopped(http_server *h, void *ud) {
@@ -74,6 +75,7 @@ static void on_http_stopped(http_server *h, void *ud) {
   uv_close((uv_handle_t *)&s->sigint, on_closed_handle);
   uv_close((uv_handle_t *)&s->shutdown_timer, on_closed_handle);
   clink_events_close(s->events, on_events_closed, s);
+  /* Nothing emits from here on (the pools and MHD are gone). */
 }
 
 static void on_backend_closed(void *ud) {
