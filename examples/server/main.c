@@ -73,6 +73,10 @@ static void on_http_stopped(http_server *h, void *ud) {
   server_event(s, CLINK_LOG_INFO, "server_stopped", f, 1);
   uv_close((uv_handle_t *)&s->sigterm, on_closed_handle);
   uv_close((uv_handle_t *)&s->sigint, on_closed_handle);
+  /* libuv restored the default actions: a late signal must not turn a
+   * clean exit into a death by signal. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
   uv_close((uv_handle_t *)&s->shutdown_timer, on_closed_handle);
   clink_events_close(s->events, on_events_closed, s);
   /* Nothing emits from here on (the pools and MHD are gone). */
