@@ -285,13 +285,21 @@ static void on_message(clink_client *cl, const clink_msg *m, void *ud) {
   }
 }
 
+/* CLAUDELINK_ISOLATE: the process is discarded once closed. */
+static void on_isolated_closed(clink_client *cl, void *ud) { clink_pool_release(ud, cl); }
+
 static void on_turn(clink_client *cl, int status, const clink_msg *result, void *ud) {
   call *c = ud;
   backend *b = c->b;
   const char *sid = clink_client_session_id(cl);
   free(c->answer_conv);
   c->answer_conv = sid ? strdup(sid) : NULL;
-  clink_pool_release(c->pool, cl);
+  /* A pooled process keeps its conversation: the next acquire without a
+   * session may get it. With CLAUDELINK_ISOLATE=1 it serves this turn
+   * only (close = release and discard; the pool starts a fresh one, and a
+   * session's next turn resumes its conversation in a new process). */
+  if (!b->cfg->isolate || clink_client_close(cl, on_isolated_closed, c->pool) != 0)
+    clink_pool_release(c->pool, cl);
   if (status == 0) {
     verdict(c, 1, 0);
     if (c->alt) {

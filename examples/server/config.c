@@ -68,6 +68,11 @@ int server_config_load(server_config *c, int argc, char **argv, char *err, size_
       return bad(err, errlen, "bad LOG_LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL): ", v);
   }
   if ((v = getenv("CLAUDELINK_ADMIN_TOKEN")) && *v) c->admin_token = v;
+  if ((v = getenv("CLAUDELINK_ISOLATE")) && *v) {
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+      return bad(err, errlen, "bad CLAUDELINK_ISOLATE (0 or 1): ", v);
+    c->isolate = strcmp(v, "1") == 0;
+  }
 
   int min_set = 0;
   for (int i = 1; i < argc; i++) {

@@ -27,6 +27,7 @@ typedef struct server_config {
   unsigned request_timeout_s;
   unsigned max_connections;
   unsigned max_sessions;
+  int isolate; /* CLAUDELINK_ISOLATE=1: a process serves one turn, then is replaced */
   uint64_t shutdown_timeout_ms;
 } server_config;
 

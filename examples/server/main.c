@@ -13,6 +13,8 @@
  * CLAUDELINK_REQUEST_TIMEOUT_S (30: idle or slow connections are cut),
  * CLAUDELINK_MAX_CONNECTIONS (1000), CLAUDELINK_MAX_SESSIONS (10000),
  * CLAUDELINK_SHUTDOWN_TIMEOUT_S (30: in-flight requests get this long).
+ * CLAUDELINK_ISOLATE=1: a CLI process serves one turn and is replaced (no
+ * conversation is ever shared between chats; slower: see README.md).
  *
  * When ready, the first line on stdout is exactly
  * `listening on http://HOST:PORT`. Events go to stderr as JSON lines.

@@ -334,6 +334,23 @@ st, _, j = s.json('GET', '/health/stability')
 t.ok('alternative_provider' in j['stability']['circuit_breakers'], 'the alternative has its own breaker', j)
 t.eq(s.stop(), 0, 'exit 0 (alternative)')
 
+# CLAUDELINK_ISOLATE=1: every process serves one turn (no conversation is
+# ever shared between chats); sessions still continue (a resumed process).
+s = Server(['--pool-min', '2', '--pool-max', '4'], env={'CLAUDELINK_ISOLATE': '1', 'FAKE_ECHO': '1'})
+wait_until(lambda: s.request('GET', '/readyz')[0] == 200)
+created0 = s.json('GET', '/health/detailed')[2]['pool']['created']
+answers = [s.json('POST', '/chat', {'message': 'isolated %d' % i}) for i in range(5)]
+t.ok(all(a[0] == 200 and a[2]['response'] == 'isolated %d' % i for i, a in enumerate(answers)),
+     'isolate: chats answered', answers)
+sid = answers[0][2]['session_id']
+st, _, j = s.json('POST', '/chat', {'message': 'next', 'session_id': sid})
+t.ok(st == 200 and j['session_id'] == sid, 'isolate: a session continues', j)
+d = wait_until(lambda: (lambda d: d if d['pool']['created'] >= created0 + 6 else None)(
+    s.json('GET', '/health/detailed')[2]))
+t.ok(d is not None, 'isolate: a fresh process for every turn')
+t.eq(s.stop(), 0, 'exit 0 (isolate)')
+t.eq(exit_code([], env={'CLAUDELINK_ISOLATE': 'yes'})[0], 2, 'bad CLAUDELINK_ISOLATE: exit 2')
+
 s = Server(cli='/nonexistent/claude')
 st, h, data = s.request('POST', '/chat', body='{"message":"hello"}')
 t.eq(st, 503, 'CLI not found: 503')
