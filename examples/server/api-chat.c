@@ -143,6 +143,7 @@ void api_chat(server *s, http_req *r, const char *param) {
   if (msg == NULL) why = "missing field: message";
   else if (!cJSON_IsString(msg)) why = "message must be a string";
   else if (msg->valuestring[0] == '\0') why = "message must not be empty";
+  else if (!utf8_valid(msg->valuestring)) why = "message must be valid UTF-8";
   else if (sid && !cJSON_IsNull(sid) && !cJSON_IsString(sid)) why = "session_id must be a string";
   else if (g && !cJSON_IsNull(g) && !cJSON_IsBool(g)) why = "guaranteed must be a boolean";
   if (why) {

@@ -78,6 +78,17 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
   return len;
 }
 
+int utf8_valid(const char *s) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    size_t l = utf8_len(u + i, n - i);
+    if (l == 0) return 0;
+    i += l;
+  }
+  return 1;
+}
+
 void sbuf_json_strn(sbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   if (grow(b, n + 2) != 0) return;

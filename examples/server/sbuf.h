@@ -24,6 +24,9 @@ void sbuf_free(sbuf *b);
 /* Resets the length, keeps the memory. */
 void sbuf_reset(sbuf *b);
 
+/* 1 when s is valid UTF-8 (no overlong forms, no surrogates). */
+int utf8_valid(const char *s);
+
 /* ISO 8601 UTC with seconds: 2024-01-01T12:00:00Z */
 void iso8601(char out[32], uint64_t unix_ms);
 uint64_t wall_ms(void);

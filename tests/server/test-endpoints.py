@@ -234,7 +234,8 @@ for name, body, want in (('malformed JSON', '{"message": ', 400), ('not an objec
                          ('message not a string', '{"message": 5}', 400),
                          ('empty message', '{"message": ""}', 400),
                          ('session_id not a string', '{"message":"x","session_id":5}', 400),
-                         ('guaranteed not a bool', '{"message":"x","guaranteed":"yes"}', 400)):
+                         ('guaranteed not a bool', '{"message":"x","guaranteed":"yes"}', 400),
+                         ('message not UTF-8', b'{"message":"\xff\xfe"}', 400)):
     st, h, data = s.request('POST', '/chat', body=body, headers={'Content-Type': 'application/json'})
     j = json.loads(data) if data else {}
     t.ok(st == want and h.get('content-type') == 'application/json' and 'error' in j,
