@@ -2,7 +2,9 @@
 loopback port, wait for its first stdout line (never a sleep), talk HTTP to
 it, stop it, and count checks.
 
-Environment: CLINK_SERVER (the binary), CLINK_TEST_FAKE_CLI (the fake CLI)."""
+Environment: CLINK_SERVER (the binary), CLINK_TEST_FAKE_CLI (the fake CLI),
+CLINK_SERVER_WRAPPER (optional: a command the server runs under, e.g.
+"valgrind --error-exitcode=3 --leak-check=full --show-leak-kinds=definite")."""
 import http.client
 import json
 import os
@@ -51,7 +53,7 @@ class Server:
         e.pop('PORT', None)
         if env:
             e.update(env)
-        argv = [SERVER]
+        argv = os.environ.get('CLINK_SERVER_WRAPPER', '').split() + [SERVER]
         if cli is not False:
             argv += ['--cli', cli or FAKE]
         if '--port' not in args and 'PORT' not in (env or {}):
