@@ -888,7 +888,8 @@ typedef enum clink_pool_close_reason {
   CLINK_POOL_CLOSE_SHUTDOWN = 7,
   CLINK_POOL_CLOSE_USER = 8, /* its holder closed it (clink_client_close()) */
   CLINK_POOL_CLOSE_MEMORY = 9, /* its CLI grew past the RSS limit */
-  CLINK_POOL_CLOSE_REASONS_ = 10 /* the reasons this header knows */
+  CLINK_POOL_CLOSE_ISOLATION = 10, /* held a conversation; room was needed for a fresh one */
+  CLINK_POOL_CLOSE_REASONS_ = 11 /* the reasons this header knows */
 } clink_pool_close_reason;
 /* Room in clink_pool_stats for reasons: fixed, so reasons added later fit
  * without changing the struct. */
@@ -932,6 +933,18 @@ CLINK_EXTERN int clink_pool_config_set_shutdown(clink_pool_config *cfg, unsigned
 CLINK_EXTERN int clink_pool_config_set_max_member_rss(clink_pool_config *cfg,
                                                       uint64_t max_rss_bytes,
                                                       uint64_t check_ms);
+
+/* Isolation (off by default). A pooled CLI keeps the conversation of the
+ * turns it ran: without isolation an acquire without session_id gets any
+ * idle member, whose context may hold earlier turns of other callers. With
+ * isolation on, such an acquire only gets a member that never ran a turn
+ * (nor was started to resume a conversation); a member that holds a
+ * conversation stays idle only for acquires naming it, until the idle
+ * timeout, or until room is needed at max size for a fresh one (it closes
+ * with CLINK_POOL_CLOSE_ISOLATION, least recently used first). Min idle then
+ * counts fresh members only. The cost: a process start for each new
+ * conversation (the pool keeps fresh ones warm). */
+CLINK_EXTERN int clink_pool_config_set_isolation(clink_pool_config *cfg, int on);
 
 typedef void (*clink_pool_event_cb)(clink_pool *pool, clink_pool_event event,
                                     clink_client *client, const char *detail, void *ud);
@@ -1834,6 +1847,11 @@ CLINK_EXTERN void clink_fallback_registry_free(clink_fallback_registry *reg);
  * *out (may be NULL) is the registry's, freed with it. */
 CLINK_EXTERN int clink_fallback_registry_add(clink_fallback_registry *reg, const char *operation,
                                              clink_fallback **out);
+/* Removes and frees the operation's fallback (e.g. the seed's "chat", to
+ * add one with a chain of the host's own). No call may be using it.
+ * UV_ENOENT when absent. */
+CLINK_EXTERN int clink_fallback_registry_remove(clink_fallback_registry *reg,
+                                                const char *operation);
 /* NULL when absent. */
 CLINK_EXTERN clink_fallback *clink_fallback_registry_get(const clink_fallback_registry *reg,
                                                          const char *operation);

@@ -70,6 +70,9 @@
  *                            prompt (message.content string, or the "text"
  *                            of its text blocks joined by '\n'), instead of
  *                            x's. Needs FAKE_MSGS >= 1.
+ *   FAKE_ECHO_HISTORY=1      with FAKE_ECHO: the echo is every prompt this
+ *                            process ran, joined by " | " (its context: a
+ *                            test sees which conversation a process held).
  *   FAKE_MSG_DELAY_MS=MS     wait MS before each assistant text message.
  *                            stdin is served meanwhile: control requests are
  *                            answered, and an interrupt ends the turn. This
@@ -85,6 +88,12 @@
  *                            writing forever (pause()). SIGTERM still kills
  *                            unless FAKE_IGNORE_SIGTERM=1.
  *   FAKE_HANG_TURN=T         turn that hangs, 1-based (default 1).
+ *   FAKE_CRASH_RANDOM=P      each turn crashes with probability P per mille
+ *                            (0..1000), right after its system/init line
+ *                            (flushed): half of the crashes exit 3, the
+ *                            other half die by SIGKILL. For soak tests.
+ *   FAKE_CRASH_SEED=S        seed of that draw (default: pid and time, so
+ *                            every process differs).
  *   FAKE_GARBAGE=1           before the assistant texts of each turn emit:
  *                              "[SandboxDebug] not json\n"
  *                              "\xff\xfe\x00garbage\x01\x7f\x80\xc3\x28\n"
@@ -290,9 +299,10 @@ struct config {
     long long long_line, stderr_flood, api_error, exit_after_turns;
     long long startup_delay_ms, init_delay_ms, exit_immediately;
     long long bench_lines, bench_line_bytes, alloc_mb;
+    long long crash_random, crash_seed;
     bool echo, garbage, tool, ignore_sigterm, no_control_response;
     bool hook, mcp, cancel_permission, unknown_request, stderr_turns;
-    bool print_argv, has_exit_immediately, bench;
+    bool print_argv, has_exit_immediately, bench, echo_history;
     bool stream_json_out, verbose;
     const char *model, *permission_mode;
     const char *fail_file;
@@ -335,6 +345,7 @@ static struct {
     size_t out_len;
     bool drain_while_writing;
     char *grown; /* FAKE_ALLOC_MB */
+    struct strbuf history; /* FAKE_ECHO_HISTORY */
 } g;
 
 /* ---------------------------------------------------------------- utils */
@@ -700,6 +711,7 @@ static void load_knobs(void)
     c->bench_lines = env_num("FAKE_BENCH_LINES", 0, 0);
     c->bench_line_bytes = env_num("FAKE_BENCH_LINE_BYTES", 300, 2);
     c->echo = env_flag("FAKE_ECHO");
+    c->echo_history = env_flag("FAKE_ECHO_HISTORY");
     c->garbage = env_flag("FAKE_GARBAGE");
     c->tool = env_flag("FAKE_TOOL");
     c->ignore_sigterm = env_flag("FAKE_IGNORE_SIGTERM");
@@ -711,6 +723,13 @@ static void load_knobs(void)
     c->unknown_request = env_flag("FAKE_UNKNOWN_REQUEST");
     c->stderr_turns = env_flag("FAKE_STDERR_TURNS");
     c->fail_file = env_set("FAKE_FAIL_FILE") ? getenv("FAKE_FAIL_FILE") : NULL;
+    c->crash_random = env_num("FAKE_CRASH_RANDOM", 0, 0);
+    if (c->crash_random > 1000)
+        die("bad value for FAKE_CRASH_RANDOM: '%lld' (0..1000)", c->crash_random);
+    c->crash_seed = env_num("FAKE_CRASH_SEED", 0, 0);
+    if (c->crash_random)
+        srand(c->crash_seed ? (unsigned)c->crash_seed
+                            : (unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)now_ns());
 }
 
 /* Accepts `--flag value` and `--flag=value`; unknown flags are ignored (an
@@ -1243,8 +1262,12 @@ static bool emit_text_messages(struct turn *t)
             free(line.p);
             return false;
         }
-        if (i == 0 && echo)
+        if (i == 0 && echo && g.cfg.echo_history) {
+            sb_printf(&g.history, "%s%s", g.history.len ? " | " : "", t->prompt);
+            emit_text(t, t->msg_id, g.history.p);
+        } else if (i == 0 && echo) {
             emit_text(t, t->msg_id, t->prompt);
+        }
         else
             out_add_with_uuid(line.p, line.len, uuid_tail);
     }
@@ -1657,6 +1680,14 @@ static void run_turn(const char *prompt)
     }
     if (fail_hang)
         hang();
+    if (g.cfg.crash_random && rand() % 1000 < g.cfg.crash_random) {
+        out_flush();
+        if (rand() % 2) {
+            signal(SIGKILL, SIG_DFL);
+            raise(SIGKILL);
+        }
+        _exit(3);
+    }
     if (g.cfg.garbage)
         out_add(garbage_lines, sizeof garbage_lines - 1);
     if (emit_text_messages(&t) && (!g.cfg.tool || run_tool(&t)) &&

@@ -555,6 +555,18 @@ START_TEST(registry_and_stats) {
   /* A chain without a cached step stores nothing. */
   ck_assert_int_eq(clink__fallback_store(mine, &k, "s", 1, 0), 0);
   ck_assert_int_eq(clink_fallback_registry_clear_cache(reg), 0);
+
+  /* Remove: the seed's chat gives way to a host's own, order kept. */
+  ck_assert_int_eq(clink_fallback_registry_remove(reg, "chat"), 0);
+  ck_assert_int_eq(clink_fallback_registry_remove(reg, "chat"), UV_ENOENT);
+  ck_assert_int_eq(clink_fallback_registry_remove(NULL, "chat"), UV_EINVAL);
+  ck_assert_uint_eq(clink_fallback_registry_count(reg), 2);
+  ck_assert_str_eq(clink_fallback_operation(clink_fallback_registry_at(reg, 0)),
+                   "create_session");
+  ck_assert_ptr_eq(clink_fallback_registry_at(reg, 1), mine);
+  ck_assert_int_eq(clink_fallback_registry_add(reg, "chat", &chat), 0);
+  ck_assert_uint_eq(clink_fallback_step_count(chat), 0);
+  ck_assert_ptr_eq(clink_fallback_registry_at(reg, 2), chat);
   clink_fallback_registry_free(reg);
   clink_fallback_registry_free(NULL);
 }

@@ -682,6 +682,12 @@ static int is_map(const char *path) {
          strcmp(path, ".fallback_stats.operations") == 0;
 }
 
+/* The one documented addition to the seed's report: the attached pools'
+ * figures, top level (checked by sdk_check_pings_a_pooled_member). */
+static int is_extension(const char *path, const char *key) {
+  return path[0] == '\0' && strcmp(key, "pool") == 0;
+}
+
 /* Same key set at every level, same JSON types. */
 static void same_shape(const cJSON *seed, const cJSON *ours, const char *path) {
   ck_assert_msg(ours != NULL, "%s: missing", path);
@@ -702,7 +708,8 @@ static void same_shape(const cJSON *seed, const cJSON *ours, const char *path) {
       same_shape(k, cJSON_GetObjectItemCaseSensitive(ours, k->string), sub);
     }
     for (const cJSON *k = ours->child; k; k = k->next)
-      ck_assert_msg(cJSON_GetObjectItemCaseSensitive(seed, k->string) != NULL,
+      ck_assert_msg(cJSON_GetObjectItemCaseSensitive(seed, k->string) != NULL ||
+                        is_extension(path, k->string),
                     "%s.%s: not in the seed", path, k->string);
   } else if (cJSON_IsArray(seed) && seed->child) {
     snprintf(sub, sizeof(sub), "%s[]", path);
@@ -765,6 +772,7 @@ START_TEST(detailed_matches_the_seed) {
   s->session_configs = 10;
   s->n_brk = 1;
   s->n_fb = 1;
+  s->n_pools = 0; /* no pool attached: no "pool" extension */
   ours = render_json(s, CLINK_HEALTH_FORMAT_DETAILED);
   cJSON_ReplaceItemInObject(want, "status", cJSON_CreateString("healthy"));
   ck_assert_msg(cJSON_Compare(want, ours, 1), "differs from the seed: %s", cJSON_PrintUnformatted(ours));
@@ -1706,6 +1714,14 @@ START_TEST(sdk_check_pings_a_pooled_member) {
   ck_assert_uint_eq(s->sessions_active, 2);
   ck_assert_uint_eq(s->n_pools, 1);
   ck_assert_ptr_nonnull(strstr(s->chk[0].c.message, "pooled session answered"));
+  /* The detailed report carries the pools' figures. */
+  cJSON *dj = render_json(s, CLINK_HEALTH_FORMAT_DETAILED);
+  const cJSON *pj = cJSON_GetObjectItemCaseSensitive(dj, "pool");
+  ck_assert_ptr_nonnull(pj);
+  ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(pj, "idle")->valueint, 2);
+  ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(pj, "created")->valueint, 2);
+  ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(pj, "acquired")->valueint, 1);
+  cJSON_Delete(dj);
   /* Every member busy: the check passes without spawning. */
   clink_client *a, *b;
   ck_assert_int_eq(clink_pool_try_acquire(T.pool, &a), 0);

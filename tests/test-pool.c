@@ -390,6 +390,8 @@ START_TEST(config_validation) {
   ck_assert_int_eq(clink_pool_config_set_validation(c, 10, 0), 0);
   ck_assert_int_eq(clink_pool_config_set_shutdown(c, 0, 1, 1), UV_EINVAL);
   ck_assert_int_eq(clink_pool_config_set_max_waiters(c, 0), 0);
+  ck_assert_int_eq(clink_pool_config_set_isolation(c, 2), 0);
+  ck_assert_int_eq(clink_pool_config_set_isolation(NULL, 1), UV_EINVAL);
   clink_pool_config_free(c);
   clink_pool_config_free(NULL);
   clink_pool *p = NULL;
@@ -934,6 +936,98 @@ START_TEST(session_waits_for_its_busy_member) {
   RUN_UNTIL(T.a[0].done);
   ck_assert_ptr_eq(T.a[0].c, c);
   ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------ isolation */
+
+START_TEST(without_isolation_any_member_serves) {
+  make_pool(1, 1);
+  wait_idle(1);
+  clink_client *c;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+  run_turn(c, "secret", 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+  acquire(0, NULL, NULL);
+  RUN_UNTIL(T.a[0].done);
+  /* The default: the member with history serves anyone (documented). */
+  ck_assert_ptr_eq(T.a[0].c, c);
+  ck_assert_uint_eq(clink_client_turns_done(c), 1);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+}
+END_TEST
+
+START_TEST(isolation_keeps_conversations_apart) {
+  ck_assert_int_eq(clink_pool_config_set_isolation(T.cfg, 1), 0);
+  make_pool(1, 3);
+  wait_idle(1);
+  clink_client *a;
+  ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &a)), 0);
+  run_turn(a, "secret", 0);
+  char sid[128];
+  snprintf(sid, sizeof(sid), "%s", clink_client_session_id(a));
+  ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
+  /* Min idle counts fresh members: a second process warms up. */
+  wait_idle(2);
+  ck_assert_uint_eq(stats().created, 2);
+  for (int i = 0; i < 4; i++) {
+    clink_client *c;
+    ck_assert_int_eq(API(clink_pool_try_acquire(T.pool, &c)), 0);
+    ck_assert_ptr_ne(c, a);
+    ck_assert_uint_eq(clink_client_turns_done(c), 0);
+    ck_assert_int_eq(API(clink_pool_release(T.pool, c)), 0);
+    acquire(i, NULL, NULL);
+    RUN_UNTIL(T.a[i].done);
+    ck_assert_int_eq(T.a[i].status, 0);
+    ck_assert_ptr_ne(T.a[i].c, a);
+    ck_assert_int_eq(API(clink_pool_release(T.pool, T.a[i].c)), 0);
+  }
+  /* The conversation's own acquires still find it. */
+  acquire(10, sid, NULL);
+  RUN_UNTIL(T.a[10].done);
+  ck_assert_ptr_eq(T.a[10].c, a);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
+  /* Fresh members that served no turn stay fresh: one more start at most
+   * (min idle while one was checked out), not one per acquire. */
+  ck_assert_uint_le(stats().created, 3);
+  ck_assert_uint_eq(stats().closed, 0);
+}
+END_TEST
+
+START_TEST(isolation_at_max_evicts_the_oldest_conversation) {
+  ck_assert_int_eq(clink_pool_config_set_isolation(T.cfg, 1), 0);
+  make_pool(0, 2);
+  acquire(0, NULL, NULL);
+  acquire(1, NULL, NULL);
+  RUN_UNTIL(T.a[0].done && T.a[1].done);
+  clink_client *a = T.a[0].c, *b = T.a[1].c;
+  run_turn(a, "first", 0);
+  run_turn(b, "second", 0);
+  char sid_b[128];
+  snprintf(sid_b, sizeof(sid_b), "%s", clink_client_session_id(b));
+  acquire(2, NULL, NULL); /* at max, both held: waits */
+  wait_ms(20);
+  ck_assert_int_eq(T.a[2].done, 0);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, a)), 0);
+  wait_ms(20);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);
+  /* Neither may serve it: the least recently used makes room. */
+  RUN_UNTIL(T.a[2].done);
+  ck_assert_int_eq(T.a[2].status, 0);
+  ck_assert_ptr_ne(T.a[2].c, a);
+  ck_assert_ptr_ne(T.a[2].c, b);
+  ck_assert_uint_eq(clink_client_turns_done(T.a[2].c), 0);
+  ck_assert_int_eq(T.closed[CLINK_POOL_CLOSE_ISOLATION], 1);
+  ck_assert_ptr_eq(T.closed_client, a);
+  ck_assert_str_eq(clink_pool_close_reason_name(CLINK_POOL_CLOSE_ISOLATION), "isolation");
+  ck_assert_int_eq(API(clink_pool_release(T.pool, T.a[2].c)), 0);
+  acquire(3, sid_b, NULL);
+  RUN_UNTIL(T.a[3].done);
+  ck_assert_ptr_eq(T.a[3].c, b);
+  ck_assert_int_eq(API(clink_pool_release(T.pool, b)), 0);
+  clink_pool_stats s = stats();
+  ck_assert_uint_eq(s.closed_by_reason[CLINK_POOL_CLOSE_ISOLATION], 1);
+  ck_assert_uint_eq(s.created, 3);
 }
 END_TEST
 
@@ -1646,6 +1740,9 @@ int main(void) {
   TC("affinity", 20);
   tcase_add_test(tc, session_affinity_and_resume);
   tcase_add_test(tc, session_waits_for_its_busy_member);
+  tcase_add_test(tc, without_isolation_any_member_serves);
+  tcase_add_test(tc, isolation_keeps_conversations_apart);
+  tcase_add_test(tc, isolation_at_max_evicts_the_oldest_conversation);
 
   TC("burst", 30);
   tcase_add_test(tc, burst_spawns_no_more_than_needed);

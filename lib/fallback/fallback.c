@@ -425,6 +425,19 @@ int clink_fallback_registry_add(clink_fallback_registry *reg, const char *operat
   return 0;
 }
 
+int clink_fallback_registry_remove(clink_fallback_registry *reg, const char *operation) {
+  if (reg == NULL || operation == NULL) return UV_EINVAL;
+  for (size_t i = 0; i < reg->n; i++) {
+    if (strcmp(reg->v[i]->operation, operation) != 0) continue;
+    clink_fallback_free(reg->v[i]);
+    /* Registration order is what reports show: keep it. */
+    memmove(&reg->v[i], &reg->v[i + 1], (reg->n - i - 1) * sizeof(reg->v[0]));
+    reg->n--;
+    return 0;
+  }
+  return UV_ENOENT;
+}
+
 clink_fallback *clink_fallback_registry_get(const clink_fallback_registry *reg,
                                             const char *operation) {
   if (reg == NULL || operation == NULL) return NULL;

@@ -293,6 +293,20 @@ static void detailed(jb *b, cJSON *root, const clink_health_snapshot *s) {
   cJSON *stab = add_obj(b, root, "stability");
   breakers_json(b, stab, s, 0);
   fallbacks_json(b, root, s);
+
+  /* Beyond the seed's fields: the attached pools, summed. */
+  if (s->n_pools) {
+    cJSON *pool = add_obj(b, root, "pool");
+    add_num(b, pool, "size", (double)s->pool.size);
+    add_num(b, pool, "idle", (double)s->pool.idle);
+    add_num(b, pool, "in_use", (double)s->pool.in_use);
+    add_num(b, pool, "starting", (double)s->pool.starting);
+    add_num(b, pool, "pending_acquires", (double)s->pool.pending_acquires);
+    add_num(b, pool, "created", (double)s->pool.created);
+    add_num(b, pool, "closed", (double)s->pool.closed);
+    add_num(b, pool, "acquired", (double)s->pool.acquired);
+    add_num(b, pool, "timeouts", (double)s->pool.timeouts);
+  }
 }
 
 static void metrics(jb *b, cJSON *root, const clink_health_snapshot *s) {

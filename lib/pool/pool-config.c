@@ -56,6 +56,12 @@ int clink_pool_config_set_max_lifetime_ms(clink_pool_config *cfg, uint64_t ms,
   return 0;
 }
 
+int clink_pool_config_set_isolation(clink_pool_config *cfg, int on) {
+  if (cfg == NULL) return UV_EINVAL;
+  cfg->isolation = on != 0;
+  return 0;
+}
+
 int clink_pool_config_set_idle_timeout_ms(clink_pool_config *cfg, uint64_t ms) {
   if (cfg == NULL) return UV_EINVAL;
   cfg->idle_timeout_ms = clink__timeout_norm(ms);
@@ -102,7 +108,7 @@ int clink_pool_config_set_max_member_rss(clink_pool_config *cfg, uint64_t max_rs
 const char *clink_pool_close_reason_name(clink_pool_close_reason reason) {
   static const char *const names[] = {"dead",       "unhealthy", "lifetime", "idle",
                                       "max_turns",  "validation", "rebalance", "shutdown",
-                                      "user",       "memory"};
+                                      "user",       "memory",    "isolation"};
   _Static_assert(CLINK__ARRAY_SIZE(names) == CLINK_POOL_CLOSE_REASONS_,
                  "a name for every close reason");
   _Static_assert(CLINK_POOL_CLOSE_REASONS_ <= CLINK_POOL_CLOSE_REASON_SLOTS,

@@ -21,6 +21,7 @@ struct clink_pool_config {
   uint64_t per_process_ms, per_batch_ms;
   uint64_t max_rss_bytes; /* 0: no limit */
   uint64_t rss_check_ms;  /* never: only on clink_pool_check_member_rss() */
+  int isolation;          /* generic acquires get fresh members only */
 };
 
 #endif

@@ -137,6 +137,8 @@ int clink__pool_spawn(clink_pool *p, const char *resume, int replacing, uint64_t
 int clink__pool_member_matches(const pool_member *m, const char *sid);
 const char *clink__pool_member_sid(const pool_member *m);
 uint64_t clink__pool_member_turns(const pool_member *m);
+/* Holds no conversation: never ran a turn, not started to resume one. */
+int clink__pool_member_fresh(const pool_member *m);
 double clink__pool_member_score(const pool_member *m, uint64_t now);
 int clink__pool_holder_exists(const clink_pool *p, const char *sid);
 void clink__pool_member_free(pool_member *m);

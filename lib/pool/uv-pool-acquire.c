@@ -110,12 +110,43 @@ static void on_ping(clink_client *c, int status, const clink_msg *response, void
   }
 }
 
+/* May m serve an acquire that names no conversation? */
+static int serves_generic(const clink_pool *p, const pool_member *m) {
+  return !p->cfg.isolation || clink__pool_member_fresh(m);
+}
+
+/* Isolation: the best member holding no conversation (a scan: members
+ * with history sit among the idle ones). Recently validated first, as
+ * pick_idle(). */
+static pool_member *pick_fresh(clink_pool *p, int allow_stale, uint64_t now) {
+  pool_member *best = NULL, *stale = NULL;
+  for (uint32_t k = 0; k < p->n_idle; k++) {
+    uint32_t s = p->idle_slot[k];
+    pool_member *m = p->slot_member[s];
+    if (!clink__pool_member_fresh(m)) continue;
+    if (p->cfg.validate_after_ms != CLINK__NEVER &&
+        now - p->slot_idle_since[s] > p->cfg.validate_after_ms) {
+      if (stale == NULL) stale = m;
+    } else if (best == NULL || p->slot_score[s] < p->slot_score[best->slot]) {
+      best = m;
+    }
+  }
+  return best ? best : allow_stale ? stale : NULL;
+}
+
+static uint32_t count_fresh_idle(const clink_pool *p) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < p->n_idle; k++) n += (uint32_t)clink__pool_member_fresh(IDLE_AT(p, k));
+  return n;
+}
+
 /* An idle member by power of two choices over the cached scores. With
  * allow_stale, a member due for validation may come back (the caller pings
  * it); without, only fresh ones. NULL when none fits. */
 static pool_member *pick_idle(clink_pool *p, int allow_stale, uint64_t now) {
   uint32_t n = p->n_idle;
   if (n == 0) return NULL;
+  if (p->cfg.isolation) return pick_fresh(p, allow_stale, now);
   size_t i, j;
   clink__pool_p2c(clink__splitmix64(&p->rng), n, &i, &j);
   uint32_t a = p->idle_slot[i], b = p->idle_slot[j];
@@ -157,11 +188,18 @@ static int serve_from_idle(clink_pool *p, pool_req *r, uint64_t now) {
  * conversation, else the oldest waiter for any member, else idle. */
 void clink__pool_offer(clink_pool *p, pool_member *m) {
   pool_req *generic = NULL, *r = NULL;
+  const char *sid = clink__pool_member_sid(m);
+  int any_ok = serves_generic(p, m);
+  if (!any_ok && sid == NULL && !p->closing) {
+    /* History without a name (its turn failed early): nobody may have it. */
+    clink__pool_close_member(p, m, CLINK_POOL_CLOSE_ISOLATION);
+    clink__pool_kick(p);
+    return;
+  }
   if (!p->closing && p->n_wait) {
-    const char *sid = clink__pool_member_sid(m);
     for (pool_req *w = p->waitq.head; w; w = w->next) {
       if (w->sid == NULL) {
-        if (generic == NULL) generic = w;
+        if (generic == NULL && any_ok) generic = w;
         if (sid == NULL) break;
       } else if (sid && clink__pool_member_matches(m, w->sid)) {
         r = w;
@@ -178,6 +216,9 @@ void clink__pool_offer(clink_pool *p, pool_member *m) {
   clink__pool_set_mstate(p, m, M_IDLE);
   if (p->n_live > p->cfg.min_idle)
     clink__pool_arm_house_at(p, clink__deadline(m->idle_since_ms, p->cfg.idle_timeout_ms));
+  /* Isolation: m holds a conversation; waiters for any member may need a
+   * fresh one (room made by the planner), and min idle one more. */
+  if (!any_ok && !p->closing) clink__pool_kick(p);
 }
 
 /* Makes room for a resuming process at max size: the worst idle member. */
@@ -188,6 +229,25 @@ static int evict_for_session(clink_pool *p) {
     if (IDLE_AT(p, k)->score > worst->score) worst = IDLE_AT(p, k);
   clink__pool_close_member(p, worst, CLINK_POOL_CLOSE_REBALANCE);
   return 1;
+}
+
+/* Isolation at max size: acquires naming no conversation wait with no
+ * start on its way, and the idle members all hold conversations. Closes
+ * the least recently used of those to make room for fresh ones. */
+static void evict_for_fresh(clink_pool *p) {
+  uint32_t uncovered =
+      p->n_wait_generic > p->n_starting_generic ? p->n_wait_generic - p->n_starting_generic : 0;
+  while (uncovered && p->n_live >= p->cfg.max_size && !p->closing) {
+    pool_member *lru = NULL;
+    for (uint32_t k = 0; k < p->n_idle; k++) {
+      pool_member *m = IDLE_AT(p, k);
+      if (!clink__pool_member_fresh(m) && (lru == NULL || m->idle_since_ms < lru->idle_since_ms))
+        lru = m;
+    }
+    if (lru == NULL) return;
+    clink__pool_close_member(p, lru, CLINK_POOL_CLOSE_ISOLATION);
+    uncovered--;
+  }
 }
 
 /* Spawns for a waiting acquire r; on failure r completes with the error. */
@@ -238,8 +298,14 @@ static void plan(clink_pool *p) {
     spawn_for(p, r);
   }
   if (p->closing) return;
-  /* 3. Generic starts, as the pure planner counts them. */
-  clink__pool_plan_in in = {p->n_idle,          p->n_live,          p->n_starting_generic,
+  /* 3. Generic starts, as the pure planner counts them; with isolation
+   * only fresh idle members count, and room is made for them. */
+  uint32_t idle = p->n_idle;
+  if (p->cfg.isolation) {
+    evict_for_fresh(p);
+    idle = count_fresh_idle(p);
+  }
+  clink__pool_plan_in in = {idle,               p->n_live,          p->n_starting_generic,
                             p->n_wait_generic,  p->cfg.min_idle,    p->cfg.max_size,
                             p->replace_pending, p->retire_pending,  now >= p->fill_retry_at};
   clink__pool_plan_out out;
@@ -403,6 +469,8 @@ int clink_pool_acquire(clink_pool *p, const char *sid, const char *where, clink_
       spawn_for(p, r);
   } else if (p->n_starting_generic < p->n_wait_generic && p->n_live < p->cfg.max_size) {
     spawn_for(p, r);
+  } else if (p->cfg.isolation) {
+    clink__pool_kick(p); /* the planner may make room (evict_for_fresh) */
   }
   if (r->in == R_WAIT) clink__pool_arm_house_at(p, r->deadline_ms);
   return 0;

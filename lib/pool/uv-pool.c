@@ -135,6 +135,10 @@ static clink_client_metrics member_metrics(const pool_member *m) {
 
 uint64_t clink__pool_member_turns(const pool_member *m) { return clink_client_turns_done(m->c); }
 
+int clink__pool_member_fresh(const pool_member *m) {
+  return m->resume_sid == NULL && clink_client_turns_done(m->c) == 0;
+}
+
 double clink__pool_member_score(const pool_member *m, uint64_t now) {
   clink_client_metrics cm = member_metrics(m);
   clink__pool_health h;
