@@ -10,7 +10,7 @@ bash .ci/install-deps >&2
 b=${CLINK_DEMO_BUILD:-$top/build-demo}
 [ -f "$b/build.ninja" ] || meson setup "$b" -Dbuildtype=release >/dev/null
 meson compile -C "$b" >/dev/null
-chat="$b/examples/claudelink-chat"
+chat="$b/examples/chat/claudelink-chat"
 if command -v claude >/dev/null 2>&1 &&
    { [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -f "$HOME/.claude/.credentials.json" ]; }; then
   echo "demo: using the real claude CLI at $(command -v claude)" >&2

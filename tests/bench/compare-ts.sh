@@ -15,7 +15,7 @@ if [ ! -d "$anchor/node_modules/@anthropic-ai/claude-agent-sdk" ]; then
   (cd "$anchor" && npm install --no-audit --no-fund --silent >/dev/null)
 fi
 fake="$build/tests/fake-claude"
-ours="$build/examples/claudelink-bench"
+ours="$build/examples/bench/claudelink-bench"
 out=$(mktemp)
 for cfg in "100000 4" "100000 1000" "2000 100000"; do
   set -- $cfg

@@ -39,7 +39,7 @@ run_env() {
     CLAUDE_CODE_MAX_RETRIES=0 TMPDIR="$work/tmp" "$@"
 }
 for _ in $(seq "$rounds"); do
-  (cd "$work" && run_env "$build/examples/claudelink-bench" --cli "$cli" ping) >>"$work/ours"
+  (cd "$work" && run_env "$build/examples/bench/claudelink-bench" --cli "$cli" ping) >>"$work/ours"
   (cd "$work" && run_env "$build/tests/bench/bench-pool-latency" "$cli" ping) >>"$work/pool"
   (cd "$work" && run_env node "$anchor/bench.mjs" "$cli" ping) >>"$work/ts"
 done
