@@ -323,6 +323,29 @@ st, _, j = s.json('POST', '/chat', {'message': 'hello'})
 t.ok(st == 200 and j['source'] == 'primary', 'after the reset: primary again', j)
 t.eq(s.stop(), 0, 'exit 0 (fallbacks)')
 
+# The seed's chat chain through /chat: an answer of the primary path is
+# cached; while the API fails (529 from every process) the same question
+# gets the cached answer, a new one the mock. Clearing the cache counts it.
+fail_file = os.path.join(tempfile.mkdtemp(), 'fail')
+s = Server(['--mock-response', 'a mock answer'], env={'FAKE_FAIL_FILE': fail_file, 'FAKE_ECHO': '1'})
+wait_until(lambda: s.request('GET', '/readyz')[0] == 200)
+st, _, first = s.json('POST', '/chat', {'message': 'what is cached?'})
+t.ok(st == 200 and first['source'] == 'primary', 'cache route: primary answer first', first)
+with open(fail_file, 'w') as f:
+    f.write('529\n')
+st, _, j = s.json('POST', '/chat', {'message': 'what  is cached? '})
+t.ok(st == 200 and j['source'] == 'cache' and j['response'] == first['response'],
+     'cache route: API 529 -> the cached answer (same question, whitespace aside)', j)
+st, _, j = s.json('POST', '/chat', {'message': 'never asked'})
+t.ok(st == 200 and j['source'] == 'mock', 'cache route: a new question -> the mock', j)
+st, _, j = s.json('GET', '/health/stability')
+fs = j['fallback_stats']['operations']['chat']
+t.ok(fs['cache_hits'] == 1 and fs['fallback_used'] == 2, 'cache route: /health/stability counts the hit', fs)
+os.unlink(fail_file)
+st, _, j = s.json('POST', '/health/fallback-cache/clear')
+t.ok(st == 200 and j['cleared'] == 1, 'cache clear: the one answer dropped', j)
+t.eq(s.stop(), 0, 'exit 0 (cache)')
+
 s = Server()
 wait_until(lambda: s.request('GET', '/readyz')[0] == 200)
 for _ in range(3):
