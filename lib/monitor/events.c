@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/internal.h"
+#include "wire/json-out.h"
 
 /* --------------------------------------------------------------- secrets */
 
@@ -180,23 +181,14 @@ uint64_t clink__wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int add(cJSON *o, const char *k, cJSON *v) {
-  if (v == NULL) return 0;
-  if (!cJSON_AddItemToObject(o, k, v)) {
-    cJSON_Delete(v);
-    return 0;
-  }
-  return 1;
-}
-
 char *clink__event_json(const clink_event *ev) {
   char ts[32];
   clink__iso8601_ms(ev->timestamp_ms, ts);
   cJSON *o = cJSON_CreateObject();
-  int ok = o != NULL && add(o, "timestamp", cJSON_CreateString(ts));
-  ok = ok && add(o, "level", cJSON_CreateString(clink_log_level_name(ev->level)));
-  ok = ok && add(o, "event", cJSON_CreateString(ev->event));
-  ok = ok && add(o, "component", cJSON_CreateString(ev->component));
+  int ok = o != NULL && clink__json_add(o, "timestamp", cJSON_CreateString(ts));
+  ok = ok && clink__json_add(o, "level", cJSON_CreateString(clink_log_level_name(ev->level)));
+  ok = ok && clink__json_add(o, "event", cJSON_CreateString(ev->event));
+  ok = ok && clink__json_add(o, "component", cJSON_CreateString(ev->component));
   for (size_t i = 0; ok && i < ev->n_fields; i++) {
     const clink_event_field *f = &ev->fields[i];
     /* The four fixed keys win over fields of the same name. */
@@ -209,7 +201,7 @@ char *clink__event_json(const clink_event *ev) {
       case CLINK_FIELD_BOOL: v = cJSON_CreateBool(f->i != 0); break;
       default: v = cJSON_CreateNull(); break;
     }
-    ok = add(o, f->key, v);
+    ok = clink__json_add(o, f->key, v);
   }
   char *line = ok ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);

@@ -145,6 +145,18 @@ void clink__tracker_free(clink__tracker *t);
 
 /* ----------------------------------------------------------- snapshot */
 
+/* System and process figures, sampled on the monitor's timer (-1 / 0 when
+ * unknown); a snapshot copies the latest. */
+typedef struct clink__sys_sample {
+  double cpu_pct;
+  unsigned cpu_count;
+  double load[3];
+  uint64_t mem_total, mem_avail;
+  double mem_used_pct;
+  uint64_t proc_rss, proc_vms;
+  double disk_used_pct;
+} clink__sys_sample;
+
 typedef struct clink__hs_session {
   char id[CLINK__HS_NAME]; /* "" until the CLI reported one */
   clink_session_health health;
@@ -188,14 +200,7 @@ struct clink_health_snapshot {
   uint64_t turns_ok, turns_failed, session_errors, reconnection_attempts;
   clink__histo turn_latency, connect_time;
 
-  /* system (latest sample; -1 / 0 when unknown) */
-  double cpu_pct;
-  unsigned cpu_count;
-  double load[3];
-  uint64_t mem_total, mem_avail;
-  double mem_used_pct;
-  uint64_t proc_rss, proc_vms;
-  double disk_used_pct;
+  clink__sys_sample sys; /* the latest sample */
   char disk_path[128];
 
   /* claude_sdk */

@@ -266,22 +266,22 @@ void clink__render_prometheus(const clink_health_snapshot *s, clink__wbuf *w) {
 
   /* System */
   gauge(w, "system_cpu_usage_ratio", "Busy share of all CPUs between the last two samples.",
-        s->cpu_pct < 0 ? 0.0 : s->cpu_pct / 100.0);
-  gauge(w, "system_cpus", "CPUs online.", s->cpu_count);
-  gauge(w, "system_load1", "Load average over 1 minute.", s->load[0]);
-  gauge(w, "system_load5", "Load average over 5 minutes.", s->load[1]);
-  gauge(w, "system_load15", "Load average over 15 minutes.", s->load[2]);
-  gauge(w, "system_memory_total_bytes", "Physical memory.", (double)s->mem_total);
+        s->sys.cpu_pct < 0 ? 0.0 : s->sys.cpu_pct / 100.0);
+  gauge(w, "system_cpus", "CPUs online.", s->sys.cpu_count);
+  gauge(w, "system_load1", "Load average over 1 minute.", s->sys.load[0]);
+  gauge(w, "system_load5", "Load average over 5 minutes.", s->sys.load[1]);
+  gauge(w, "system_load15", "Load average over 15 minutes.", s->sys.load[2]);
+  gauge(w, "system_memory_total_bytes", "Physical memory.", (double)s->sys.mem_total);
   gauge(w, "system_memory_available_bytes", "Memory available (MemAvailable).",
-        (double)s->mem_avail);
-  gauge(w, "system_memory_usage_ratio", "Share of memory used.", s->mem_used_pct / 100.0);
+        (double)s->sys.mem_avail);
+  gauge(w, "system_memory_usage_ratio", "Share of memory used.", s->sys.mem_used_pct / 100.0);
   gauge(w, "process_resident_memory_bytes", "Resident memory of this process.",
-        (double)s->proc_rss);
+        (double)s->sys.proc_rss);
   gauge(w, "process_virtual_memory_bytes", "Virtual memory of this process.",
-        (double)s->proc_vms);
+        (double)s->sys.proc_vms);
   family(w, "system_disk_usage_ratio", "gauge", "Share of the file system used.");
   sample1(w, "system_disk_usage_ratio", "path", s->disk_path,
-          s->disk_used_pct < 0 ? 0.0 : s->disk_used_pct / 100.0);
+          s->sys.disk_used_pct < 0 ? 0.0 : s->sys.disk_used_pct / 100.0);
 
   /* Checks */
   gauge(w, "sdk_connection_duration_seconds", "Time the latest claude_sdk check took.",

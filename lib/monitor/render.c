@@ -266,18 +266,18 @@ static void detailed(jb *b, cJSON *root, const clink_health_snapshot *s) {
 
   cJSON *sys = add_obj(b, root, "system");
   cJSON *cpu = add_obj(b, sys, "cpu");
-  add_num(b, cpu, "usage_percent", s->cpu_pct < 0 ? 0.0 : r1(s->cpu_pct));
-  add_num(b, cpu, "count", s->cpu_count);
-  double load[3] = {r2(s->load[0]), r2(s->load[1]), r2(s->load[2])};
+  add_num(b, cpu, "usage_percent", s->sys.cpu_pct < 0 ? 0.0 : r1(s->sys.cpu_pct));
+  add_num(b, cpu, "count", s->sys.cpu_count);
+  double load[3] = {r2(s->sys.load[0]), r2(s->sys.load[1]), r2(s->sys.load[2])};
   add(b, cpu, "load_average", b->ok ? cJSON_CreateDoubleArray(load, 3) : NULL);
   cJSON *mem = add_obj(b, sys, "memory");
-  add_num(b, mem, "total_gb", r1((double)s->mem_total / GB));
-  add_num(b, mem, "available_gb", r1((double)s->mem_avail / GB));
-  add_num(b, mem, "usage_percent", r1(s->mem_used_pct));
-  add_num(b, mem, "process_rss_mb", r1((double)s->proc_rss / MB));
-  add_num(b, mem, "process_vms_mb", r1((double)s->proc_vms / MB));
+  add_num(b, mem, "total_gb", r1((double)s->sys.mem_total / GB));
+  add_num(b, mem, "available_gb", r1((double)s->sys.mem_avail / GB));
+  add_num(b, mem, "usage_percent", r1(s->sys.mem_used_pct));
+  add_num(b, mem, "process_rss_mb", r1((double)s->sys.proc_rss / MB));
+  add_num(b, mem, "process_vms_mb", r1((double)s->sys.proc_vms / MB));
   cJSON *disk = add_obj(b, sys, "disk");
-  add_num(b, disk, "usage_percent", s->disk_used_pct < 0 ? 0.0 : r1(s->disk_used_pct));
+  add_num(b, disk, "usage_percent", s->sys.disk_used_pct < 0 ? 0.0 : r1(s->sys.disk_used_pct));
 
   cJSON *sdk = add_obj(b, root, "claude_sdk");
   add_ref(b, sdk, "status", sdk_status(s));
@@ -318,8 +318,8 @@ static void metrics(jb *b, cJSON *root, const clink_health_snapshot *s) {
   add_num(b, root, "uptime_seconds", (double)(s->uptime_ms / 1000));
   add_num(b, root, "fallbacks_used", (double)s->fallbacks_used);
   add_num(b, root, "circuit_breakers_open", (double)s->breakers_open);
-  add_num(b, root, "memory_usage_percent", r1(s->mem_used_pct));
-  add_num(b, root, "cpu_usage_percent", s->cpu_pct < 0 ? 0.0 : r1(s->cpu_pct));
+  add_num(b, root, "memory_usage_percent", r1(s->sys.mem_used_pct));
+  add_num(b, root, "cpu_usage_percent", s->sys.cpu_pct < 0 ? 0.0 : r1(s->sys.cpu_pct));
 }
 
 static void check_json(jb *b, cJSON *o, const clink__hcheck *c) {

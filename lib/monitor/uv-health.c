@@ -94,13 +94,7 @@ struct clink_health {
   char *statbuf;
   clink__cpu_times cpu_prev;
   int cpu_prev_ok;
-  double cpu_pct;
-  unsigned cpu_count;
-  double load[3];
-  uint64_t mem_total, mem_avail;
-  double mem_used_pct;
-  uint64_t proc_rss, proc_vms;
-  double disk_pct;
+  clink__sys_sample sys;
   uint64_t clock_ticks; /* per second */
 };
 
@@ -353,28 +347,28 @@ static void sample_system(clink_health *h) {
   if (clink__proc_cpu(h->statbuf, STATBUF_SIZE, &cur) == 0) {
     if (h->cpu_prev_ok) {
       double pct = clink__cpu_percent(&h->cpu_prev, &cur);
-      if (pct >= 0) h->cpu_pct = pct;
+      if (pct >= 0) h->sys.cpu_pct = pct;
     }
     h->cpu_prev = cur;
     h->cpu_prev_ok = 1;
-    h->cpu_count = cur.count;
+    h->sys.cpu_count = cur.count;
   }
-  if (h->cpu_count == 0) h->cpu_count = uv_available_parallelism();
+  if (h->sys.cpu_count == 0) h->sys.cpu_count = uv_available_parallelism();
   uint64_t total, avail;
   if (clink__proc_meminfo(&total, &avail) != 0) {
     total = uv_get_total_memory();
     avail = uv_get_free_memory();
   }
-  h->mem_total = total;
-  h->mem_avail = avail;
-  h->mem_used_pct = total ? 100.0 * (double)(total - avail) / (double)total : 0.0;
-  if (clink__proc_mem(0, &h->proc_rss, &h->proc_vms) != 0) {
+  h->sys.mem_total = total;
+  h->sys.mem_avail = avail;
+  h->sys.mem_used_pct = total ? 100.0 * (double)(total - avail) / (double)total : 0.0;
+  if (clink__proc_mem(0, &h->sys.proc_rss, &h->sys.proc_vms) != 0) {
     size_t rss = 0;
-    if (uv_resident_set_memory(&rss) == 0) h->proc_rss = rss;
+    if (uv_resident_set_memory(&rss) == 0) h->sys.proc_rss = rss;
   }
-  uv_loadavg(h->load);
+  uv_loadavg(h->sys.load);
   double pct;
-  h->disk_pct = clink__disk_usage(h->disk_path, &pct) == 0 ? pct : -1.0;
+  h->sys.disk_used_pct = clink__disk_usage(h->disk_path, &pct) == 0 ? pct : -1.0;
 }
 
 static void sample(clink_health *h, uint64_t now) {
@@ -722,11 +716,11 @@ static void memory_check(clink_health *h, clink_health_check *run, void *ud) {
   (void)ud;
   uint64_t total, avail;
   if (clink__proc_meminfo(&total, &avail) == 0) {
-    h->mem_total = total;
-    h->mem_avail = avail;
-    h->mem_used_pct = total ? 100.0 * (double)(total - avail) / (double)total : 0.0;
+    h->sys.mem_total = total;
+    h->sys.mem_avail = avail;
+    h->sys.mem_used_pct = total ? 100.0 * (double)(total - avail) / (double)total : 0.0;
   }
-  double pct = h->mem_used_pct;
+  double pct = h->sys.mem_used_pct;
   clink_check_status st = clink__threshold(pct, h->mem_warn, h->mem_fail);
   char msg[CLINK__HS_MSG];
   snprintf(msg, sizeof(msg), "memory %.1f %% used", pct);
@@ -775,8 +769,8 @@ int clink_health_new(clink_health **out, uv_loop_t *loop) {
   h->sample_ms = CLINK_HEALTH_DEFAULT_SAMPLE_MS;
   h->mem_warn = CLINK_HEALTH_DEFAULT_MEMORY_WARN_PCT;
   h->sess_warn = CLINK_HEALTH_DEFAULT_SESSIONS_WARN;
-  h->disk_pct = -1;
-  h->cpu_pct = -1;
+  h->sys.disk_used_pct = -1;
+  h->sys.cpu_pct = -1;
   h->clock_ticks = clink__clock_ticks();
   h->service = clink__strdup("claudelink");
   h->version = clink__strdup(clink_version_string());
@@ -1011,15 +1005,7 @@ int clink_health_snapshot_take(clink_health *h, clink_health_snapshot *s) {
   s->turn_latency = h->turn_latency;
   s->connect_time = h->connect_time;
 
-  s->cpu_pct = h->cpu_pct;
-  s->cpu_count = h->cpu_count;
-  memcpy(s->load, h->load, sizeof(s->load));
-  s->mem_total = h->mem_total;
-  s->mem_avail = h->mem_avail;
-  s->mem_used_pct = h->mem_used_pct;
-  s->proc_rss = h->proc_rss;
-  s->proc_vms = h->proc_vms;
-  s->disk_used_pct = h->disk_pct;
+  s->sys = h->sys;
 
   s->requests_total = h->req_total;
   s->requests_in_progress = h->req_in_progress;

@@ -195,10 +195,8 @@ static void finish_enqueue(clink_outbox *ob, ob_req *r) {
   if (r->cb.enqueue) r->cb.enqueue(ob, status, status == 0 ? r->id : 0, r->ud);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  clink_outbox *ob = h->data;
-  if (--ob->handles_open > 0) return;
-  if (ob->close_cb) ob->close_cb(ob, ob->close_ud);
+/* The last handle closed: what is left of the outbox goes. */
+static void outbox_free(clink_outbox *ob) {
   uv_mutex_destroy(&ob->mu);
   uv_cond_destroy(&ob->cv);
   clink__ob_config_clear(&ob->cfg);
@@ -206,6 +204,13 @@ static void on_handle_closed(uv_handle_t *h) {
   clink_ask_options_free(ob->ask_opts);
   clink__free(ob->path);
   clink__free(ob);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  clink_outbox *ob = h->data;
+  if (--ob->handles_open > 0) return;
+  if (ob->close_cb) ob->close_cb(ob, ob->close_ud);
+  outbox_free(ob);
 }
 
 static void close_handles(clink_outbox *ob) {
@@ -288,13 +293,7 @@ static const clink__ob_store_vt *default_store(void) {
 static void on_early_closed(uv_handle_t *h) {
   clink_outbox *ob = h->data;
   if (--ob->handles_open > 0) return;
-  uv_mutex_destroy(&ob->mu);
-  uv_cond_destroy(&ob->cv);
-  clink__ob_config_clear(&ob->cfg);
-  clink_retry_free(ob->backoff);
-  clink_ask_options_free(ob->ask_opts);
-  clink__free(ob->path);
-  clink__free(ob);
+  outbox_free(ob);
 }
 
 int clink_outbox_open(clink_outbox **out, uv_loop_t *loop, const char *path,

@@ -4,17 +4,9 @@
 #include <stdio.h>
 
 #include "session/session-int.h"
+#include "wire/json-out.h"
 
 /* Adds item under name; on failure frees item and returns 0. */
-static int add(cJSON *obj, const char *name, cJSON *item) {
-  if (item == NULL) return 0;
-  if (!cJSON_AddItemToObject(obj, name, item)) {
-    cJSON_Delete(item);
-    return 0;
-  }
-  return 1;
-}
-
 static int append(cJSON *arr, cJSON *item) {
   if (item == NULL) return 0;
   if (!cJSON_AddItemToArray(arr, item)) {
@@ -29,15 +21,15 @@ static cJSON *hook_entry(const clink_options *o, size_t i) {
   cJSON *entry = cJSON_CreateObject();
   if (entry == NULL) return NULL;
   const char *matcher = o->hook_matchers.v[i];
-  int ok = add(entry, "matcher", matcher ? cJSON_CreateString(matcher) : cJSON_CreateNull());
+  int ok = clink__json_add(entry, "matcher", matcher ? cJSON_CreateString(matcher) : cJSON_CreateNull());
   char id[32];
   snprintf(id, sizeof(id), "hook_%zu", i);
   cJSON *ids = ok ? cJSON_CreateArray() : NULL;
   ok = ok && append(ids, cJSON_CreateString(id));
   if (ids && !ok) cJSON_Delete(ids);
-  ok = ok && add(entry, "hookCallbackIds", ids);
+  ok = ok && clink__json_add(entry, "hookCallbackIds", ids);
   unsigned long timeout = strtoul(o->hook_timeouts.v[i], NULL, 10);
-  if (ok && timeout) ok = add(entry, "timeout", cJSON_CreateNumber((double)timeout));
+  if (ok && timeout) ok = clink__json_add(entry, "timeout", cJSON_CreateNumber((double)timeout));
   if (!ok) {
     cJSON_Delete(entry);
     return NULL;
@@ -53,7 +45,7 @@ static cJSON *hooks_object(const clink_options *o) {
     cJSON *list = cJSON_GetObjectItemCaseSensitive(hooks, o->hook_events.v[i]);
     if (list == NULL) {
       list = cJSON_CreateArray();
-      if (!add(hooks, o->hook_events.v[i], list)) {
+      if (!clink__json_add(hooks, o->hook_events.v[i], list)) {
         cJSON_Delete(hooks);
         return NULL;
       }
@@ -71,12 +63,12 @@ cJSON *clink__sess_initialize_fields(const clink_options *o) {
   if (f == NULL) return NULL;
   if (o->hook_events.n == 0) {
     if (cJSON_GetObjectItemCaseSensitive(f, "hooks")) return f;
-    if (add(f, "hooks", cJSON_CreateNull())) return f;
+    if (clink__json_add(f, "hooks", cJSON_CreateNull())) return f;
     cJSON_Delete(f);
     return NULL;
   }
   cJSON_DeleteItemFromObjectCaseSensitive(f, "hooks");
-  if (!add(f, "hooks", hooks_object(o))) {
+  if (!clink__json_add(f, "hooks", hooks_object(o))) {
     cJSON_Delete(f);
     return NULL;
   }

@@ -49,15 +49,6 @@ static void reply_error_now(clink__session *s, const char *id, const char *prefi
   if (rc != 0) clink__sess_fatal(s, rc);
 }
 
-static int add(cJSON *obj, const char *name, cJSON *item) {
-  if (item == NULL) return 0;
-  if (!cJSON_AddItemToObject(obj, name, item)) {
-    cJSON_Delete(item);
-    return 0;
-  }
-  return 1;
-}
-
 /* MCP without a handler: a JSON-RPC error inside a success response, as the
  * SDKs answer for an unknown server. */
 static void reply_mcp_not_found(clink__session *s, const clink_msg *m) {
@@ -72,16 +63,16 @@ static void reply_mcp_not_found(clink__session *s, const clink_msg *m) {
   cJSON *mcp = cJSON_CreateObject();
   cJSON *err = cJSON_CreateObject();
   int ok = resp && mcp && err;
-  ok = ok && add(mcp, "jsonrpc", cJSON_CreateString("2.0"));
-  ok = ok && add(mcp, "id", rpc_id ? cJSON_Duplicate(rpc_id, 1) : cJSON_CreateNull());
-  ok = ok && add(err, "code", cJSON_CreateNumber(-32601));
-  ok = ok && add(err, "message", cJSON_CreateString(text));
+  ok = ok && clink__json_add(mcp, "jsonrpc", cJSON_CreateString("2.0"));
+  ok = ok && clink__json_add(mcp, "id", rpc_id ? cJSON_Duplicate(rpc_id, 1) : cJSON_CreateNull());
+  ok = ok && clink__json_add(err, "code", cJSON_CreateNumber(-32601));
+  ok = ok && clink__json_add(err, "message", cJSON_CreateString(text));
   if (ok) {
-    ok = add(mcp, "error", err);
+    ok = clink__json_add(mcp, "error", err);
     err = NULL;
   }
   if (ok) {
-    ok = add(resp, "mcp_response", mcp);
+    ok = clink__json_add(resp, "mcp_response", mcp);
     mcp = NULL;
   }
   cJSON_Delete(err);
@@ -264,14 +255,14 @@ int clink_request_allow(clink_request *r, const char *updated_input_json,
     input = orig ? cJSON_Duplicate(orig, 1) : cJSON_CreateObject();
   }
   cJSON *resp = cJSON_CreateObject();
-  int ok = resp != NULL && add(resp, "behavior", cJSON_CreateString("allow"));
+  int ok = resp != NULL && clink__json_add(resp, "behavior", cJSON_CreateString("allow"));
   if (ok) {
-    ok = add(resp, "updatedInput", input); /* frees input on failure */
+    ok = clink__json_add(resp, "updatedInput", input); /* frees input on failure */
   } else {
     cJSON_Delete(input);
   }
   if (ok && perms) {
-    ok = add(resp, "updatedPermissions", perms);
+    ok = clink__json_add(resp, "updatedPermissions", perms);
   } else {
     cJSON_Delete(perms);
   }
@@ -285,9 +276,9 @@ int clink_request_allow(clink_request *r, const char *updated_input_json,
 int clink_request_deny(clink_request *r, const char *message, int interrupt) {
   if (r == NULL) return UV_EINVAL;
   cJSON *resp = cJSON_CreateObject();
-  int ok = resp != NULL && add(resp, "behavior", cJSON_CreateString("deny"));
-  ok = ok && add(resp, "message", cJSON_CreateString(message ? message : "denied"));
-  if (ok && interrupt) ok = add(resp, "interrupt", cJSON_CreateTrue());
+  int ok = resp != NULL && clink__json_add(resp, "behavior", cJSON_CreateString("deny"));
+  ok = ok && clink__json_add(resp, "message", cJSON_CreateString(message ? message : "denied"));
+  if (ok && interrupt) ok = clink__json_add(resp, "interrupt", cJSON_CreateTrue());
   if (!ok) {
     cJSON_Delete(resp);
     return answer(r, NULL);

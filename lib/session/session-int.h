@@ -22,13 +22,7 @@ typedef struct clink__evn {
   uint64_t u;
   const clink_msg *msg;
   void *obj;
-  union {
-    clink_connect_cb connect;
-    clink_message_cb message;
-    clink_turn_cb done;
-    clink_control_cb control;
-    clink_request_cb request;
-  } cb;
+  clink__user_cb cb;
   void *ud;
 } clink__evn;
 

@@ -57,6 +57,15 @@ typedef enum clink__ev_kind {
 
 #define CLINK__EV_DETAIL 160
 
+/* The user callback an event goes to (its kind says which member). */
+typedef union clink__user_cb {
+  clink_connect_cb connect;
+  clink_message_cb message;
+  clink_turn_cb done;
+  clink_control_cb control;
+  clink_request_cb request;
+} clink__user_cb;
+
 /* One popped event: a copy, so it stays valid while user code runs. msg is
  * borrowed: valid until the driver calls clink__session_line_done() (for
  * messages of the current line) or the next event is popped. */
@@ -69,13 +78,7 @@ typedef struct clink__ev_out {
   uint64_t delay_ms;
   const clink_msg *msg;
   clink_request *req;
-  union {
-    clink_connect_cb connect;
-    clink_message_cb message;
-    clink_turn_cb done;
-    clink_control_cb control;
-    clink_request_cb request;
-  } cb;
+  clink__user_cb cb;
   void *ud;
   char detail[CLINK__EV_DETAIL];
 } clink__ev_out;

@@ -8,9 +8,7 @@ static char *print_and_free(cJSON *root) {
   return s;
 }
 
-/* Adds item under name, or fails (freeing item) when either is NULL or the
- * copy of name cannot be made (cJSON then neither adds nor frees item). */
-static int add(cJSON *obj, const char *name, cJSON *item) {
+int clink__json_add(cJSON *obj, const char *name, cJSON *item) {
   if (obj == NULL || item == NULL || !cJSON_AddItemToObject(obj, name, item)) {
     cJSON_Delete(item);
     return 0;
@@ -21,12 +19,12 @@ static int add(cJSON *obj, const char *name, cJSON *item) {
 char *clink__wire_user(const char *session_id, cJSON *content) {
   cJSON *root = cJSON_CreateObject();
   cJSON *msg = cJSON_CreateObject();
-  int ok = add(root, "type", cJSON_CreateString("user"));
-  ok = add(root, "session_id", cJSON_CreateString(session_id ? session_id : "")) && ok;
-  ok = add(msg, "role", cJSON_CreateString("user")) && ok;
-  ok = add(msg, "content", content) && ok;
-  ok = add(root, "message", msg) && ok;
-  ok = add(root, "parent_tool_use_id", cJSON_CreateNull()) && ok;
+  int ok = clink__json_add(root, "type", cJSON_CreateString("user"));
+  ok = clink__json_add(root, "session_id", cJSON_CreateString(session_id ? session_id : "")) && ok;
+  ok = clink__json_add(msg, "role", cJSON_CreateString("user")) && ok;
+  ok = clink__json_add(msg, "content", content) && ok;
+  ok = clink__json_add(root, "message", msg) && ok;
+  ok = clink__json_add(root, "parent_tool_use_id", cJSON_CreateNull()) && ok;
   if (!ok) {
     cJSON_Delete(root);
     return NULL;
@@ -37,10 +35,10 @@ char *clink__wire_user(const char *session_id, cJSON *content) {
 char *clink__wire_control_request(const char *id, const char *subtype, cJSON *fields) {
   cJSON *root = cJSON_CreateObject();
   cJSON *req = cJSON_CreateObject();
-  int ok = add(root, "type", cJSON_CreateString("control_request"));
-  ok = add(root, "request_id", cJSON_CreateString(id)) && ok;
+  int ok = clink__json_add(root, "type", cJSON_CreateString("control_request"));
+  ok = clink__json_add(root, "request_id", cJSON_CreateString(id)) && ok;
   /* subtype first, then the caller's fields, as the SDKs write it. */
-  ok = add(req, "subtype", cJSON_CreateString(subtype)) && ok;
+  ok = clink__json_add(req, "subtype", cJSON_CreateString(subtype)) && ok;
   while (ok && fields && fields->child) {
     cJSON *item = cJSON_DetachItemViaPointer(fields, fields->child);
     if (!cJSON_AddItemToObject(req, item->string, item)) {
@@ -49,7 +47,7 @@ char *clink__wire_control_request(const char *id, const char *subtype, cJSON *fi
     }
   }
   cJSON_Delete(fields);
-  ok = add(root, "request", req) && ok;
+  ok = clink__json_add(root, "request", req) && ok;
   if (!ok) {
     cJSON_Delete(root);
     return NULL;
@@ -60,10 +58,10 @@ char *clink__wire_control_request(const char *id, const char *subtype, cJSON *fi
 static cJSON *response_envelope(const char *id, const char *subtype, cJSON **inner) {
   cJSON *root = cJSON_CreateObject();
   *inner = cJSON_CreateObject();
-  int ok = add(root, "type", cJSON_CreateString("control_response"));
-  ok = add(*inner, "subtype", cJSON_CreateString(subtype)) && ok;
-  ok = add(*inner, "request_id", cJSON_CreateString(id)) && ok;
-  ok = add(root, "response", *inner) && ok;
+  int ok = clink__json_add(root, "type", cJSON_CreateString("control_response"));
+  ok = clink__json_add(*inner, "subtype", cJSON_CreateString(subtype)) && ok;
+  ok = clink__json_add(*inner, "request_id", cJSON_CreateString(id)) && ok;
+  ok = clink__json_add(root, "response", *inner) && ok;
   if (!ok) {
     cJSON_Delete(root);
     return NULL;
@@ -78,7 +76,7 @@ char *clink__wire_control_success(const char *id, cJSON *response) {
     cJSON_Delete(response);
     return NULL;
   }
-  if (response && !add(inner, "response", response)) {
+  if (response && !clink__json_add(inner, "response", response)) {
     cJSON_Delete(root);
     return NULL;
   }
@@ -88,7 +86,7 @@ char *clink__wire_control_success(const char *id, cJSON *response) {
 char *clink__wire_control_error(const char *id, const char *message) {
   cJSON *inner;
   cJSON *root = response_envelope(id, "error", &inner);
-  if (root == NULL || !add(inner, "error", cJSON_CreateString(message))) {
+  if (root == NULL || !clink__json_add(inner, "error", cJSON_CreateString(message))) {
     cJSON_Delete(root);
     return NULL;
   }

@@ -26,4 +26,10 @@ char *clink__wire_control_success(const char *id, cJSON *response);
  *  "request_id":ID,"error":MESSAGE}} */
 char *clink__wire_control_error(const char *id, const char *message);
 
+/* Adds item under name: 1, or 0 and item freed when either is NULL (a
+ * failed create) or the copy of name cannot be made (cJSON then neither
+ * adds nor frees item). Chains of these build an object without leaking
+ * on ENOMEM. */
+int clink__json_add(cJSON *obj, const char *name, cJSON *item);
+
 #endif
