@@ -1,3 +1,10 @@
+/* The transport: one CLI process and its three pipes on the loop (spawn
+ * through the exec shim, stdout framed into lines, a bounded write queue on
+ * stdin, the stderr tail, exit after EOF, the close ladder EOF -> SIGTERM ->
+ * SIGKILL with the process-group cleanup). Longer than the house's ~600
+ * lines on purpose: these paths share one lifetime and one set of states
+ * (a close may arrive during a spawn, a write or an exit), and keeping them
+ * together keeps every transition in view. */
 #include "io/transport.h"
 
 #include <dirent.h>

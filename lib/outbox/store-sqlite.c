@@ -7,7 +7,8 @@
  * Counts per state are kept in memory (a full count is a scan): loaded at
  * open, changed by each transaction's writes when it commits, and counted
  * again whenever PRAGMA data_version says another connection (another
- * process on the same file) committed. Pure. */
+ * process on the same file) committed. Pure. Every statement of the schema
+ * lives here, next to the schema, which is why the file is ~650 lines. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>

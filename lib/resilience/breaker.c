@@ -1,6 +1,7 @@
 /* Circuit breaker: pure code (sans-I/O). Time only comes in as now_ms; the
  * open-duration jitter comes from a seeded splitmix64 generator. Nothing here
- * allocates after clink_breaker_new().
+ * allocates after clink_breaker_new(). One state machine with its windows
+ * (~650 lines): every transition reads the same fields.
  *
  * Semantics (see also include/claudelink.h, "circuit breaker"):
  *

@@ -2,7 +2,9 @@
  *
  * Wire shapes: sdk-protocol.md §2.1, §3; real-cli.md §4, §6, §7.
  * Allocation per heap message: one block (struct + copy of the line) plus
- * cJSON's own nodes; a borrowed message costs only the cJSON nodes. */
+ * cJSON's own nodes; a borrowed message costs only the cJSON nodes.
+ * Long (~700 lines) but flat: one small read-out per field of every message
+ * kind, all over the same parsed tree. */
 #include "wire/message.h"
 
 #include <limits.h>
