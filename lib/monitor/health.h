@@ -1,7 +1,7 @@
 /* The health monitor's pure parts: the check state machine on an injected
  * clock, aggregation, thresholds, the course's session grades, latency
  * histograms, the per-session tracker, and the snapshot every rendering
- * reads. No libuv, no I/O; internal. uv-health.c drives them. */
+ * reads. No libuv, no I/O; internal. uv-health*.c drive them. */
 #ifndef CLINK_HEALTH_H
 #define CLINK_HEALTH_H
 
