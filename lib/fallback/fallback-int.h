@@ -1,5 +1,5 @@
-/* The body of clink_fallback and what the call drivers (uv-ask.c,
- * resilience/uv-execute.c) use of it. Pure; internal.
+/* The body of clink_fallback and what the call drivers (uv-ask*.c,
+ * uv-exec-fallback.c) use of it. Pure; internal.
  *
  * A fallback is configuration (the chain), a cache store and counters. The
  * drivers decide when a step runs; this file decides whether it may
