@@ -33,6 +33,7 @@
 #include <claudelink.h>
 
 #include "io/transport.h"
+#include "monitor/health.h"
 #include "session/ctl-out.h"
 #include "session/session.h"
 #include "wire/framer.h"
@@ -732,6 +733,73 @@ START_TEST(wire_builders) {
 }
 END_TEST
 
+/* ------------------------------------------------------------- renderings */
+
+/* A snapshot whose texts outgrow the first buffer a rendering takes: ids
+ * and messages all escapes. Built outside the runs. */
+static clink_health_snapshot *render_snapshot(void) {
+  clink_health_snapshot *s;
+  ck_assert_int_eq(clink_health_snapshot_new(&s), 0);
+  s->unix_ms = UINT64_C(1704110400000);
+  snprintf(s->service, sizeof(s->service), "svc");
+  size_t n = 8;
+  ck_assert_int_eq(clink__hs_reserve((void **)&s->sess, &s->cap_sess, n, sizeof(*s->sess)), 0);
+  ck_assert_int_eq(clink__hs_reserve((void **)&s->brk, &s->cap_brk, 1, sizeof(*s->brk)), 0);
+  ck_assert_int_eq(clink__hs_reserve((void **)&s->fb, &s->cap_fb, 1, sizeof(*s->fb)), 0);
+  ck_assert_int_eq(clink__hs_reserve((void **)&s->chk, &s->cap_chk, 2, sizeof(*s->chk)), 0);
+  s->n_sess = n;
+  for (size_t i = 0; i < n; i++) {
+    memset(&s->sess[i], 0, sizeof(s->sess[i]));
+    memset(s->sess[i].id, 1, sizeof(s->sess[i].id) - 1);
+    s->sess[i].state = CLINK_CLIENT_CONNECTED;
+    s->sess[i].health.throughput = 1.25 * (double)i;
+  }
+  s->n_brk = s->n_fb = 1;
+  memset(&s->brk[0], 0, sizeof(s->brk[0]));
+  snprintf(s->brk[0].name, sizeof(s->brk[0].name), "claude_sdk");
+  memset(&s->fb[0], 0, sizeof(s->fb[0]));
+  snprintf(s->fb[0].operation, sizeof(s->fb[0].operation), "chat");
+  s->n_chk = 2;
+  for (size_t i = 0; i < 2; i++) {
+    clink__hc_init(&s->chk[i].c, i ? "memory" : "claude_sdk", 1000, 100, 1, 0);
+    s->chk[i].c.status = CLINK_CHECK_WARN;
+    memset(s->chk[i].c.message, '\t', sizeof(s->chk[i].c.message) - 1);
+  }
+  return s;
+}
+
+/* Every format, allocated: UV_ENOMEM (never a shorter text) when any
+ * allocation fails, else the text a caller's buffer gets. */
+static int op_render(void *ctx) {
+  const clink_health_snapshot *s = ctx;
+  static char want[1 << 16];
+  for (int f = CLINK_HEALTH_FORMAT_DETAILED; f <= CLINK_HEALTH_FORMAT_SESSIONS_TEXT; f++) {
+    size_t want_len = 0, len = 0;
+    if (clink_health_render(s, (clink_health_format)f, want, sizeof(want), &want_len) != 0) {
+      fm_bad("rendering into a buffer failed");
+      return 0;
+    }
+    char *out = (char *)&fm; /* sentinel: untouched on failure */
+    int rc = clink_health_render_alloc(s, (clink_health_format)f, &out, &len);
+    if (rc != 0) {
+      if (out != (char *)&fm) fm_bad("clink_health_render_alloc() wrote *out and failed");
+      return rc;
+    }
+    if (len != want_len || memcmp(out, want, len + 1) != 0) fm_bad("a different text");
+    clink_free(out);
+  }
+  return 0;
+}
+
+START_TEST(health_renderings) {
+  clink_health_snapshot *s = render_snapshot();
+  unsigned long points = fm_run("health renderings", op_render, s);
+  /* More than one per format: buffers did grow. */
+  ck_assert_uint_gt(points, CLINK_HEALTH_FORMAT_SESSIONS_TEXT + 1);
+  clink_health_snapshot_free(s);
+}
+END_TEST
+
 /* -------------------------------------------------------------- transport */
 
 #define TP_INIT                                                                       \
@@ -1209,6 +1277,7 @@ int main(void) {
   tc = tcase_create("wire");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, wire_builders);
+  tcase_add_test(tc, health_renderings);
   suite_add_tcase(s, tc);
   tc = tcase_create("transport");
   tcase_set_timeout(tc, 60);

@@ -666,6 +666,11 @@ static cJSON *render_json(const clink_health_snapshot *s, clink_health_format f)
   ck_assert_uint_eq(len, strlen(out));
   cJSON *j = cJSON_Parse(out);
   ck_assert_msg(j != NULL, "not JSON: %s", out);
+  /* cJSON prints the document back byte for byte: the text is what the
+   * renderings printed through a cJSON tree before they streamed it. */
+  char *again = cJSON_PrintUnformatted(j);
+  ck_assert_str_eq(again, out);
+  cJSON_free(again);
   clink_free(out);
   return j;
 }
@@ -909,6 +914,132 @@ START_TEST(health_json_draft) {
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "checks")), 2);
   cJSON_Delete(j);
   clink_health_snapshot_free(s);
+}
+END_TEST
+
+/* Many checks, some of one key, some pending: one array per key, where the
+ * key first appears, its checks in order (beyond the keys kept at hand). */
+START_TEST(health_json_groups_by_key) {
+  static const char *const names[] = {"memory", "sessions", "claude_sdk", "redis:ping", "disk",
+                                      "memory"};
+  static const char *const units[] = {"percent", "sessions", "ms", "ms", "", "%"};
+  clink_health_snapshot *s = synthetic(0, 0, 0);
+  size_t n = 40;
+  MUST(clink__hs_reserve((void **)&s->chk, &s->cap_chk, n, sizeof(*s->chk)) == 0);
+  s->n_chk = n;
+  for (size_t i = 0; i < n; i++) {
+    clink__hcheck *c = &s->chk[i].c;
+    /* Keys first seen past the 16th check too. */
+    const char *name = i < 20 ? names[i % 6] : i % 2 ? "late:key" : names[i % 6];
+    clink__hc_init(c, name, 1000, 100, 0, 0);
+    snprintf(c->unit, sizeof(c->unit), "%s", units[i % 6]);
+    c->status = i % 7 == 3 ? CLINK_CHECK_PENDING : CLINK_CHECK_PASS;
+    c->value = (double)i;
+  }
+  cJSON *j = render_json(s, CLINK_HEALTH_FORMAT_HEALTH_JSON);
+  const cJSON *checks = cJSON_GetObjectItem(j, "checks"), *arr = checks->child;
+  int written[40] = {0};
+  for (size_t i = 0; i < n; i++) {
+    if (s->chk[i].c.status == CLINK_CHECK_PENDING || written[i]) continue;
+    char key[128], other[128];
+    clink__check_key(&s->chk[i].c, key, sizeof(key));
+    ck_assert_ptr_nonnull(arr);
+    ck_assert_str_eq(arr->string, key);
+    const cJSON *o = arr->child;
+    for (size_t m = i; m < n; m++) {
+      clink__check_key(&s->chk[m].c, other, sizeof(other));
+      if (s->chk[m].c.status == CLINK_CHECK_PENDING || strcmp(key, other) != 0) continue;
+      ck_assert_ptr_nonnull(o);
+      ck_assert_double_eq(cJSON_GetObjectItem(o, "observedValue")->valuedouble, (double)m);
+      written[m] = 1;
+      o = o->next;
+    }
+    ck_assert_ptr_null(o);
+    arr = arr->next;
+  }
+  ck_assert_ptr_null(arr);
+  cJSON_Delete(j);
+  clink_health_snapshot_free(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------ JSON writer */
+
+/* Runs call with j, a JSON writer on buf; buf is NUL-terminated after. */
+#define JW(buf, call)                                                  \
+  do {                                                                 \
+    clink__wbuf w_ = {(buf), sizeof(buf), 0, 0, 0};                    \
+    clink__jw jw_ = {&w_, 1}, *j = &jw_;                               \
+    call;                                                              \
+    (buf)[w_.len < sizeof(buf) ? w_.len : sizeof(buf) - 1] = '\0';    \
+  } while (0)
+
+/* What cJSON 1.7 printed for a double: %1.15g, or %1.17g when the 15
+ * digits do not read back within an ulp. The writer must spell every
+ * figure so, printf-free up to 15 digits. */
+static void cjson_spelling(double d, char *out, size_t cap) {
+  if (!isfinite(d)) {
+    snprintf(out, cap, "null");
+    return;
+  }
+  snprintf(out, cap, "%1.15g", d);
+  double back = strtod(out, NULL);
+  if (!(fabs(back - d) <= fmax(fabs(back), fabs(d)) * 2.220446049250313e-16))
+    snprintf(out, cap, "%1.17g", d);
+}
+
+START_TEST(json_writer_numbers_and_strings) {
+  static const struct {
+    double x;
+    int decimals;
+    const char *text;
+  } fixed[] = {{45.2, 1, "45.2"},   {45.25, 2, "45.25"}, {45.0, 2, "45"},     {0.05, 1, "0.1"},
+               {0.5, 2, "0.5"},     {0.07, 2, "0.07"},   {-3.14159, 2, "-3.14"}, {-0.04, 1, "-0"},
+               {-0.0, 2, "-0"},     {NAN, 1, "0"},       {INFINITY, 2, "0"}, {0.00026, 4, "0.0003"},
+               {1e300, 1, "1e+300"}, {2.5e14, 2, "250000000000000"},
+               {12345678901234.56, 1, "12345678901234.6"}};
+  char buf[64], want[64];
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+    JW(buf, clink__jw_fixed(j, fixed[i].x, fixed[i].decimals));
+    ck_assert_str_eq(buf, fixed[i].text);
+  }
+  /* Against the printf spelling, on figures of every size and sign. */
+  static const double unit[] = {1, 0.1, 0.01, 0.001, 0.0001};
+  uint64_t r = 0x9e3779b97f4a7c15u;
+  for (int i = 0; i < 200000; i++) {
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    int d = 1 + (int)(r % 4);
+    double x = ldexp((double)(r >> 12), -(int)(r % 90)) * (r & 1 ? -1 : 1);
+    JW(buf, clink__jw_fixed(j, x, d));
+    cjson_spelling(round(x / unit[d]) * unit[d], want, sizeof(want));
+    ck_assert_msg(strcmp(buf, want) == 0, "%.17g to %d decimals: %s, cJSON %s", x, d, buf, want);
+  }
+  static const struct {
+    uint64_t v;
+    const char *text;
+  } ints[] = {{0, "0"},
+              {2147483648u, "2147483648"},
+              {999999999999999u, "999999999999999"},
+              {1000000000000000u, "1e+15"},
+              {UINT64_MAX, "1.8446744073709552e+19"}};
+  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+    JW(buf, clink__jw_u64(j, ints[i].v));
+    ck_assert_str_eq(buf, ints[i].text);
+  }
+  JW(buf, (clink__jw_i64(j, -999999999999999), clink__jw_i64(j, INT64_MIN)));
+  ck_assert_str_eq(buf, "-999999999999999-9.2233720368547758e+18");
+  JW(buf, (clink__jw_double(j, NAN), clink__jw_double(j, -INFINITY), clink__jw_double(j, 0.1)));
+  ck_assert_str_eq(buf, "nullnull0.1");
+  /* Escapes as cJSON writes them; members and elements get their commas. */
+  JW(buf, (clink__jw_open(j, '{'), clink__jw_key(j, "k\"\\"), clink__jw_str(j, "\b\f\n\r\t\x01\x7f/"),
+           CLINK__JW_K(j, "a"), clink__jw_open(j, '['), clink__jw_close(j, ']'),
+           CLINK__JW_K(j, "b"), clink__jw_open(j, '['), clink__jw_elem(j), clink__jw_null(j),
+           clink__jw_elem(j), clink__jw_bool(j, 2), clink__jw_close(j, ']'), clink__jw_close(j, '}')));
+  ck_assert_str_eq(buf, "{\"k\\\"\\\\\":\"\\b\\f\\n\\r\\t\\u0001\x7f/\",\"a\":[],\"b\":[null,true]}");
+  /* Short of room: counted on, cut, still NUL-terminated. */
+  char tiny[4];
+  JW(tiny, clink__jw_str(j, "abcdef"));
+  ck_assert_str_eq(tiny, "\"ab");
 }
 END_TEST
 
@@ -2067,6 +2198,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, metrics_has_the_seeds_ten_keys);
   tcase_add_test(tc, stability_report);
   tcase_add_test(tc, health_json_draft);
+  tcase_add_test(tc, health_json_groups_by_key);
+  tcase_add_test(tc, json_writer_numbers_and_strings);
   tcase_add_test(tc, prometheus_text);
   tcase_add_test(tc, render_into_callers_buffer);
   tcase_add_test(tc, verbose_and_sessions_renderings);

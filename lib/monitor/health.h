@@ -243,18 +243,22 @@ int clink__hs_collect_fallbacks(clink_health_snapshot *s, clink_health_fallback_
 /* Grows an array of the snapshot to hold n (never shrinks). */
 int clink__hs_reserve(void **arr, size_t *cap, size_t n, size_t elem);
 
-/* The renderings (render.c, prom.c). The writer appends into the caller's
- * buffer (counting past its end, snprintf-like) or into a growing one. */
+/* The renderings (render.c, prom.c) and their writer (writer.c). The
+ * writer appends into the caller's buffer (counting past its end,
+ * snprintf-like) or into a growing one. */
 typedef struct clink__wbuf {
   char *buf;
   size_t cap, len;
   int grow; /* realloc as needed (buf is ours) */
   int oom;
 } clink__wbuf;
+/* Makes room for n more bytes and a NUL when growing: 0, or -1 (oom set). */
+int clink__w_room(clink__wbuf *w, size_t n);
 void clink__w_put(clink__wbuf *w, const char *s, size_t n);
 void clink__w_str(clink__wbuf *w, const char *s);
 void clink__w_u64(clink__wbuf *w, uint64_t v);
-/* A JSON string literal, quoted and escaped (RFC 8259). */
+/* A JSON string literal, quoted and escaped (RFC 8259) as cJSON does; NULL
+ * is "". */
 void clink__w_json_str(clink__wbuf *w, const char *s);
 void clink__w_fmt(clink__wbuf *w, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -262,12 +266,41 @@ void clink__w_fmt(clink__wbuf *w, const char *fmt, ...)
 #endif
     ;
 
+/* Streaming JSON on a writer: the caller writes members and elements in
+ * order, the writer places the commas. */
+typedef struct clink__jw {
+  clink__wbuf *w;
+  int first; /* nothing yet in the innermost open object or array */
+} clink__jw;
+/* c: '{' or '[' (as a value), '}' or ']'. */
+void clink__jw_open(clink__jw *j, char c);
+void clink__jw_close(clink__jw *j, char c);
+/* A member's key, given as the literal text "\"name\":" (see CLINK__JW_K). */
+void clink__jw_keylit(clink__jw *j, const char *quoted, size_t n);
+#define CLINK__JW_K(j, name) clink__jw_keylit((j), "\"" name "\":", sizeof(name) + 2)
+/* A member's key, escaped. */
+void clink__jw_key(clink__jw *j, const char *name);
+/* Before each element of an array. */
+void clink__jw_elem(clink__jw *j);
+/* Integers: their digits below 10^15, beyond as clink__jw_double(). */
+void clink__jw_u64(clink__jw *j, uint64_t v);
+void clink__jw_i64(clink__jw *j, int64_t v);
+void clink__jw_bool(clink__jw *j, int v);
+void clink__jw_null(clink__jw *j);
+void clink__jw_str(clink__jw *j, const char *s);
+/* d as cJSON spells it (%1.15g, or %1.17g when that would not read back
+ * within an ulp); null when not finite. */
+void clink__jw_double(clink__jw *j, double d);
+/* x rounded to 0..4 decimals as round(x / 0.1) * 0.1 does (non-finite x:
+ * 0), spelled as cJSON spells that double (no trailing zero, -0 is "-0")
+ * without printf up to 15 digits. */
+void clink__jw_fixed(clink__jw *j, double x, int decimals);
+
 void clink__render_prometheus(const clink_health_snapshot *s, clink__wbuf *w);
 void clink__render_verbose(const clink_health_snapshot *s, clink__wbuf *w);
 void clink__render_sessions_text(const clink_health_snapshot *s, clink__wbuf *w);
-/* The JSON ones as a cJSON tree (NULL on UV_ENOMEM); strings may point into
- * the snapshot (references): print before the snapshot changes. */
-struct cJSON *clink__render_json(const clink_health_snapshot *s, clink_health_format f);
+/* The JSON ones; UV_EINVAL for another format. */
+int clink__render_json(const clink_health_snapshot *s, clink_health_format f, clink__wbuf *w);
 
 /* "2024-01-01T12:00:00Z". */
 void clink__iso8601_s(uint64_t unix_ms, char out[32]);
