@@ -33,6 +33,8 @@ section "health snapshot and renderings" "$b/tests/bench/bench-health" "$fake" 2
 section "fallback cache and clink_ask overhead" "$b/tests/bench/bench-fallback" "$fake" "$shim" "$(r 21 61)"
 if [ -x "$b/tests/bench/bench-outbox" ]; then
   section "outbox: group commit and delivery" "$b/tests/bench/bench-outbox" "$fake" 20000 256
+  section "outbox: kill -9 of enqueuers and deliverers" bash "$top/tests/outbox/kill9.sh" \
+    "$b/examples/outbox/claudelink-outbox" "$fake" "$(r 20 100)"
 fi
 section "server vs the seed's stack" bash "$top/tests/bench/server-vs-seed.sh" "$b" "$(r 3 5)" "$(r 3 5)"
 section "server chat vs the TS SDK chat server" bash "$top/tests/bench/server-chat-vs-ts.sh" "$b" "$(r 3 5)" "$(r 3 5)"
