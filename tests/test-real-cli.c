@@ -129,36 +129,13 @@ static fixture F;
 
 /* -------------------------------------------------------------- helpers */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-static void rm_rf(const char *path) {
-  if (path[0]) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void join(char *out, const char *dir, const char *name) {
-  int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  ck_assert(n > 0 && n < PATH_MAX);
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fputs(text, f) >= 0, 1);
-  ck_assert_int_eq(fclose(f), 0);
-}
-
 static double ms_between(uint64_t from, uint64_t to) {
   return from && to && to >= from ? (double)(to - from) / 1e6 : -1.0;
 }
 
 /* Starts the stub with a pipe on stdin and stdout and reads its port. */
 static void start_stub(const char *script_json) {
-  write_file(F.script, script_json);
+  clink_test_write_file(F.script, script_json);
   int in[2], out[2];
   ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
   ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
@@ -277,7 +254,7 @@ static int stub_requests(int *nmsgs, char **bodies, int max) {
  * assistant message yet, 2 an assistant message. */
 static int transcript_state(const char *sid) {
   char projects[PATH_MAX], path[PATH_MAX * 2];
-  join(projects, F.home, ".claude/projects");
+  clink_test_join(projects, F.home, ".claude/projects");
   DIR *d = opendir(projects);
   if (d == NULL) return 0;
   int state = 0;
@@ -555,13 +532,13 @@ static void setup(void) {
   ck_assert_int_eq(uv_timer_init(&F.loop, &F.poll), 0);
   F.poll.data = &F;
   F.transcript_at_death = -1;
-  join(F.dir, base_dir, "t.XXXXXX");
+  clink_test_join(F.dir, base_dir, "t.XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(F.dir));
-  join(F.home, F.dir, "home");
-  join(F.cwd, F.dir, "cwd");
-  join(F.tmp, F.dir, "tmp");
-  join(F.script, F.dir, "script.json");
-  join(F.log, F.dir, "requests.jsonl");
+  clink_test_join(F.home, F.dir, "home");
+  clink_test_join(F.cwd, F.dir, "cwd");
+  clink_test_join(F.tmp, F.dir, "tmp");
+  clink_test_join(F.script, F.dir, "script.json");
+  clink_test_join(F.log, F.dir, "requests.jsonl");
   ck_assert_int_eq(mkdir(F.home, 0700), 0);
   ck_assert_int_eq(mkdir(F.cwd, 0700), 0);
   ck_assert_int_eq(mkdir(F.tmp, 0700), 0);
@@ -606,7 +583,7 @@ static void teardown(void) {
   uv_close((uv_handle_t *)&F.timer, NULL);
   uv_close((uv_handle_t *)&F.poll, NULL);
   uv_run(&F.loop, UV_RUN_DEFAULT);
-  rm_rf(F.dir); /* the CLI is reaped: nothing writes there any more */
+  clink_test_rm_rf(F.dir); /* the CLI is reaped: nothing writes there any more */
   clink_options_free(F.opts);
   CLINK_TEST_LOOP_DONE(&F.loop);
 }
@@ -740,7 +717,7 @@ END_TEST
 
 static int file_in_cwd(const char *name) {
   char path[PATH_MAX];
-  join(path, F.cwd, name);
+  clink_test_join(path, F.cwd, name);
   return access(path, F_OK) == 0;
 }
 
@@ -1488,6 +1465,6 @@ int main(void) {
   suite_add_tcase(s, tc);
 
   int rc = clink_test_run(s);
-  rm_rf(base_dir);
+  clink_test_rm_rf(base_dir);
   return rc;
 }

@@ -61,38 +61,15 @@ static struct {
                     "loop ended before: " #cond);                              \
   } while (0)
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-static void rm_rf(const char *path) {
-  if (path[0]) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void join(char *out, const char *dir, const char *name) {
-  int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
-  ck_assert(n > 0 && n < PATH_MAX);
-}
-
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fputs(text, f) >= 0, 1);
-  ck_assert_int_eq(fclose(f), 0);
-}
-
 /* Starts stub i with script_json; its first stdout line is "PORT <n>". */
 static void start_stub(int i, const char *script_json) {
   stub *s = &F.stubs[i];
   char name[32];
   snprintf(name, sizeof(name), "script%d.json", i);
-  join(s->script, F.dir, name);
+  clink_test_join(s->script, F.dir, name);
   snprintf(name, sizeof(name), "requests%d.jsonl", i);
-  join(s->log, F.dir, name);
-  write_file(s->script, script_json);
+  clink_test_join(s->log, F.dir, name);
+  clink_test_write_file(s->script, script_json);
   int in[2], out[2];
   ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
   ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
@@ -194,11 +171,11 @@ static void setup(void) {
   memset(&F, 0, sizeof(F));
   for (int i = 0; i < STUBS; i++) F.stubs[i].in = -1;
   ck_assert_int_eq(uv_loop_init(&F.loop), 0);
-  join(F.dir, base_dir, "t.XXXXXX");
+  clink_test_join(F.dir, base_dir, "t.XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(F.dir));
-  join(F.home, F.dir, "home");
-  join(F.cwd, F.dir, "cwd");
-  join(F.tmp, F.dir, "tmp");
+  clink_test_join(F.home, F.dir, "home");
+  clink_test_join(F.cwd, F.dir, "cwd");
+  clink_test_join(F.tmp, F.dir, "tmp");
   ck_assert_int_eq(mkdir(F.home, 0700), 0);
   ck_assert_int_eq(mkdir(F.cwd, 0700), 0);
   ck_assert_int_eq(mkdir(F.tmp, 0700), 0);
@@ -218,7 +195,7 @@ static void teardown(void) {
   RUN_UNTIL(F.pools_closed == n);
   stop_stubs();
   CLINK_TEST_LOOP_DONE(&F.loop);
-  rm_rf(F.dir);
+  clink_test_rm_rf(F.dir);
   clink_fallback_free(F.fb);
   clink_ask_options_free(F.ao);
 }
@@ -360,6 +337,6 @@ int main(void) {
   tcase_add_test(tc, alternative_provider_answers);
   suite_add_tcase(s, tc);
   int rc = clink_test_run(s);
-  rm_rf(base_dir);
+  clink_test_rm_rf(base_dir);
   return rc;
 }

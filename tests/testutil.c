@@ -1,5 +1,8 @@
 #include "testutil.h"
 
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,4 +38,27 @@ void clink_test_expect_states(int n_seen, const clink_client_state *from,
     ck_assert_int_eq(from[i], prev);
     prev = to[i];
   }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void clink_test_rm_rf(const char *path) {
+  if (path[0]) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void clink_test_join(char *out, const char *dir, const char *name) {
+  int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+  ck_assert(n > 0 && n < PATH_MAX);
+}
+
+void clink_test_write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fputs(text, f) >= 0, 1);
+  ck_assert_int_eq(fclose(f), 0);
 }

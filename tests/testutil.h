@@ -22,6 +22,14 @@ void clink_test_expect_states(int n_seen, const clink_client_state *from,
                               const clink_client_state *want);
 
 /* Ends a test the libuv way: every handle closed, loop closes cleanly. */
+/* Files for tests that build a directory tree (real CLI homes, configs). */
+/* Removes path and everything below it (missing is fine; "" is a no-op). */
+void clink_test_rm_rf(const char *path);
+/* out (PATH_MAX bytes) = dir/name; fails the test when it does not fit. */
+void clink_test_join(char *out, const char *dir, const char *name);
+/* Writes text to path (created or truncated); fails the test on error. */
+void clink_test_write_file(const char *path, const char *text);
+
 #define CLINK_TEST_LOOP_DONE(loop)                            \
   do {                                                        \
     uv_run((loop), UV_RUN_DEFAULT);                           \
