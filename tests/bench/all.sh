@@ -24,6 +24,7 @@ r() { [ -n "$quick" ] && echo "$1" || echo "$2"; } # quick value, full value
 section() { printf '\n## %s\n$ %s\n' "$1" "${*:2}"; "${@:2}" || echo "(exit $?)"; }
 
 section "stream vs the TS Agent SDK" bash "$top/tests/bench/compare-ts.sh" "$b" "$(r 1 3)"
+section "no regression: this tree against 0532916" bash "$top/tests/bench/old-vs-new.sh" "$b" 0532916 "$(r 2 5)"
 section "transport vs a plain read() loop" "$b/tests/bench/bench-transport" "$fake" 1000000 300 "$(r 3 5)"
 section "client path: messages/s and allocations" "$b/tests/bench/bench-client" "$fake" 200000 100
 section "breaker decisions" "$b/tests/bench/bench-breaker"
