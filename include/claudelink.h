@@ -173,6 +173,7 @@ CLINK_EXTERN int clink_options_dup(clink_options **out, const clink_options *src
  * never of callbacks, limits or timeouts. The same options give the same
  * value in every process (a cache shared between hosts can key on it). */
 CLINK_EXTERN uint64_t clink_options_fingerprint(const clink_options *opts);
+/* Frees the options (NULL is a no-op); objects made from them keep copies. */
 CLINK_EXTERN void clink_options_free(clink_options *opts);
 
 /* Path of the CLI. When unset: `claude` on PATH, then the usual install
@@ -1081,6 +1082,7 @@ typedef void (*clink_events_close_cb)(clink_events *sink, void *ud);
 CLINK_EXTERN int clink_events_new(clink_events **out, uv_loop_t *loop);
 /* Events below level are dropped when they happen (no work at all). */
 CLINK_EXTERN int clink_events_set_level(clink_events *sink, clink_log_level level);
+/* The level set above. */
 CLINK_EXTERN clink_log_level clink_events_get_level(const clink_events *sink);
 /* Every event at or above the level goes to cb. */
 CLINK_EXTERN void clink_events_set_cb(clink_events *sink, clink_event_cb cb, void *ud);
@@ -1104,6 +1106,7 @@ CLINK_EXTERN int clink_event_to_json(const clink_event *ev, char **out);
 /* "INFO" -> CLINK_LOG_INFO (case-insensitive; WARN and FATAL too);
  * UV_EINVAL for anything else. */
 CLINK_EXTERN int clink_log_level_parse(const char *name, clink_log_level *out);
+/* CLINK_LOG_INFO -> "INFO"; "UNKNOWN" outside the enum. */
 CLINK_EXTERN const char *clink_log_level_name(clink_log_level level);
 /* Delivers what is pending, then frees the sink; cb runs once, from the
  * loop. Objects that hold the sink must be closed first (or have their sink
@@ -1497,17 +1500,18 @@ CLINK_EXTERN int clink_health_attach_client(clink_health *h, clink_client *clien
 CLINK_EXTERN int clink_health_attach_breakers(clink_health *h, clink_breaker_registry *reg);
 /* The outbox's pending, in flight, delivered, dead and oldest pending age. */
 CLINK_EXTERN int clink_health_attach_outbox(clink_health *h, clink_outbox *ob);
-/* The fallback_stats section comes from fn (NULL: none). A fallback object
- * plugs in with a provider that reports each operation:
- *   static void provide(clink_health_fallbacks *out, void *ud) {
- *     clink_health_fallback_op op = {sizeof(op), calls, primary_ok, used, hits};
- *     clink_health_fallbacks_add(out, "chat", &op);
- *   } */
 /* The fallback_stats section from a fallback registry (borrowed: it must
  * outlive the monitor or be detached with NULL): every operation's
  * total_calls, primary_success, fallback_used, cache_hits. Replaces any
  * provider set below. */
 CLINK_EXTERN int clink_health_attach_fallbacks(clink_health *h, clink_fallback_registry *reg);
+/* The fallback_stats section comes from fn (NULL: none), for fallbacks of the
+ * host's own; it replaces an attached registry. A provider reports each
+ * operation:
+ *   static void provide(clink_health_fallbacks *out, void *ud) {
+ *     clink_health_fallback_op op = {sizeof(op), calls, primary_ok, used, hits};
+ *     clink_health_fallbacks_add(out, "chat", &op);
+ *   } */
 CLINK_EXTERN int clink_health_set_fallback_provider(clink_health *h, clink_health_fallback_fn fn,
                                                     void *ud);
 /* Removes any attachment of object (pool, client, registry, outbox).

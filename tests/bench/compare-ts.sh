@@ -7,13 +7,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: compare-ts.sh BUILD_DIR [ROUNDS]}" && pwd)
 rounds=${2:-3}
-anchor_src="$top/../shared/bench/ts-sdk-anchor"
-anchor=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
-if [ ! -d "$anchor/node_modules/@anthropic-ai/claude-agent-sdk" ]; then
-  mkdir -p "$anchor"
-  cp "$anchor_src/bench.mjs" "$anchor_src/package.json" "$anchor/"
-  (cd "$anchor" && npm install --no-audit --no-fund --silent >/dev/null)
-fi
+. "$top/tests/bench/server-lib.sh"
+ts_anchor anchor
 fake="$build/tests/fake-claude"
 ours="$build/examples/bench/claudelink-bench"
 out=$(mktemp)

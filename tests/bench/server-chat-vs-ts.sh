@@ -12,18 +12,11 @@ build=$(cd "${1:?usage: server-chat-vs-ts.sh BUILD_DIR [SECONDS] [ROUNDS]}" && p
 secs=${2:-10}
 rounds=${3:-3}
 bash "$top/.ci/install-deps" wrk
-command -v node >/dev/null && command -v npm >/dev/null || bash "$top/.ci/install-deps" nodejs npm
-anchor_src="$top/../shared/bench/ts-sdk-anchor"
-anchor=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
-mkdir -p "$anchor"
-cp "$anchor_src/chat-server.mjs" "$anchor_src/bench.mjs" "$anchor_src/package.json" "$anchor/"
-if [ ! -d "$anchor/node_modules/@anthropic-ai/claude-agent-sdk" ]; then
-  (cd "$anchor" && npm install --no-audit --no-fund --silent >/dev/null)
-fi
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
 . "$top/tests/bench/server-lib.sh"
+ts_anchor anchor
 fake="$build/tests/fake-claude"
 lua="$top/tests/bench/server-post.lua"
 

@@ -1,4 +1,5 @@
-# Helpers for the claudelink-server benchmarks (sourced).
+# Helpers for the benchmark scripts (sourced): servers, ports, wrk, RSS,
+# and the TS SDK anchor.
 
 # A free loopback port.
 free_port() {
@@ -60,4 +61,19 @@ print(json.dumps({'name': name, 'rps': float(rps.group(1)) if rps else 0.0,
                   'non2xx': int(non2xx.group(1)) if non2xx else 0,
                   'socket_errors': err.group(1) if err else None}))
 PY
+}
+
+# ts_anchor VAR: installs the TS SDK anchor (../shared/bench/ts-sdk-anchor:
+# bench.mjs, chat-server.mjs) with its npm packages in a cache folder, once,
+# and sets VAR to that folder. Needs $top.
+ts_anchor() {
+  local src="$top/../shared/bench/ts-sdk-anchor"
+  local dir=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
+  command -v node >/dev/null && command -v npm >/dev/null || bash "$top/.ci/install-deps" nodejs npm
+  mkdir -p "$dir"
+  cp "$src/chat-server.mjs" "$src/bench.mjs" "$src/package.json" "$dir/"
+  if [ ! -d "$dir/node_modules/@anthropic-ai/claude-agent-sdk" ]; then
+    (cd "$dir" && npm install --no-audit --no-fund --silent >/dev/null)
+  fi
+  printf -v "$1" '%s' "$dir"
 }

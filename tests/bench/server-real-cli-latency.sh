@@ -12,19 +12,12 @@ build=$(cd "${1:?usage: server-real-cli-latency.sh BUILD_DIR [REAL_CLAUDE] [REQU
 cli=${2:-}
 n=${3:-15}
 bash "$top/.ci/install-deps" curl
-command -v node >/dev/null && command -v npm >/dev/null || bash "$top/.ci/install-deps" nodejs npm
 [ -n "$cli" ] || cli=$("$top/tests/real-cli/install.sh" | tail -n1)
-anchor_src="$top/../shared/bench/ts-sdk-anchor"
-anchor=${CLINK_TS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/claudelink/ts-sdk-anchor}
-mkdir -p "$anchor"
-cp "$anchor_src/chat-server.mjs" "$anchor_src/bench.mjs" "$anchor_src/package.json" "$anchor/"
-if [ ! -d "$anchor/node_modules/@anthropic-ai/claude-agent-sdk" ]; then
-  (cd "$anchor" && npm install --no-audit --no-fund --silent >/dev/null)
-fi
 work=$(mktemp -d)
 pids=()
 trap 'exec 3>&- || true; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
 . "$top/tests/bench/server-lib.sh"
+ts_anchor anchor
 mkdir "$work/tmp" "$work/home"
 version=$(HOME="$work/home" DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
   "$cli" --version </dev/null 2>/dev/null | head -n1 | awk '{print $1}')
