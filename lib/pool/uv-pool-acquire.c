@@ -190,12 +190,6 @@ void clink__pool_offer(clink_pool *p, pool_member *m) {
   pool_req *generic = NULL, *r = NULL;
   const char *sid = clink__pool_member_sid(m);
   int any_ok = serves_generic(p, m);
-  if (!any_ok && sid == NULL && !p->closing) {
-    /* History without a name (its turn failed early): nobody may have it. */
-    clink__pool_close_member(p, m, CLINK_POOL_CLOSE_ISOLATION);
-    clink__pool_kick(p);
-    return;
-  }
   if (!p->closing && p->n_wait) {
     for (pool_req *w = p->waitq.head; w; w = w->next) {
       if (w->sid == NULL) {
@@ -283,7 +277,11 @@ static void plan(clink_pool *p) {
   /* 1. Waiters that idle members can serve, in order. */
   for (pool_req *r = p->waitq.head, *next; r && p->n_idle; r = next) {
     next = r->next;
-    if (r->sid == NULL || find_idle_sid(p, r->sid)) {
+    /* With isolation, idle members holding conversations serve no one
+     * generic: skip such a waiter instead of stopping at it. */
+    int servable = r->sid ? find_idle_sid(p, r->sid) != NULL
+                          : !p->cfg.isolation || count_fresh_idle(p) > 0;
+    if (servable) {
       clink__pool_wait_remove(p, r);
       if (!serve_from_idle(p, r, now)) clink__pool_wait_add(p, r, 1);
       next = p->waitq.head; /* validation may have re-queued requests */
