@@ -1722,8 +1722,9 @@ CLINK_EXTERN int clink_fallback_new(clink_fallback **out, const char *operation)
  * response; both mocks answer CLINK_FALLBACK_DEFAULT_MOCK_TEXT and every step
  * handles CLINK_FAILURE_DEFAULT. UV_EINVAL for any other name. */
 CLINK_EXTERN int clink_fallback_new_seed(clink_fallback **out, const char *operation);
-/* Frees the fallback, its cache and its statistics (NULL is a no-op). No call
- * may be using it. */
+/* Frees the fallback, its cache and its statistics (NULL is a no-op). Calls
+ * still using it keep it until the last of them ends (their callbacks may
+ * free it, or the registry holding it). */
 CLINK_EXTERN void clink_fallback_free(clink_fallback *fb);
 /* The operation name (lives as long as the fallback). */
 CLINK_EXTERN const char *clink_fallback_operation(const clink_fallback *fb);

@@ -1606,6 +1606,27 @@ START_TEST(resubmit_free_and_shutdown_from_done) {
 }
 END_TEST
 
+/* A fallback freed while another call still walks it: that call keeps it,
+ * answers from its chain, and frees it when it ends (ASan, valgrind). */
+START_TEST(free_while_another_call_uses_it) {
+  make_pool();
+  ask("shared");                /* cached */
+  fail_with("529");
+  call first, second;
+  memset(&first, 0, sizeof(first));
+  memset(&second, 0, sizeof(second));
+  first.free_fb_in_done = 1;
+  ask_into(&first, T.pool, NULL, "shared");
+  ask_into(&second, T.pool, NULL, "shared");
+  RUN_UNTIL(first.done && second.done);
+  ck_assert_ptr_null(T.fb);
+  ck_assert_int_eq(first.source, CLINK_SOURCE_CACHE);
+  ck_assert_int_eq(second.status, 0);
+  ck_assert_int_eq(second.source, CLINK_SOURCE_CACHE);
+  ck_assert_str_eq(second.answer, "shared");
+}
+END_TEST
+
 START_TEST(calls_to_a_closing_pool) {
   make_pool();
   ck_assert_int_eq(clink_pool_shutdown(T.pool, CLINK_POOL_DRAIN, on_pool_closed, NULL), 0);
@@ -1895,6 +1916,7 @@ int main(void) {
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, cancel_from_own_callbacks);
   tcase_add_test(tc, resubmit_free_and_shutdown_from_done);
+  tcase_add_test(tc, free_while_another_call_uses_it);
   tcase_add_test(tc, calls_to_a_closing_pool);
   tcase_add_test(tc, execute_with_fallback);
   suite_add_tcase(s, tc);

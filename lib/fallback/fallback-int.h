@@ -34,8 +34,12 @@ struct clink_fallback {
   clink__cache_store *cache;
   clink_events *sink;
   clink_fallback_stats st; /* counters; the cache's figures are added on read */
-  unsigned int in_flight;  /* calls using it (free with calls running is a bug) */
+  unsigned int in_flight;  /* calls using it */
+  int free_pending;        /* freed while calls used it: the last one frees it */
 };
+
+/* A call stops using fb (the last one frees it when it was freed meanwhile). */
+void clink__fallback_unuse(clink_fallback *fb);
 
 /* Whether step s may answer a failure of class k: it handles the class, and
  * after the deadline only answers from memory (a cached answer, a fixed

@@ -53,13 +53,26 @@ int clink_fallback_new_seed(clink_fallback **out, const char *operation) {
   return 0;
 }
 
-void clink_fallback_free(clink_fallback *fb) {
-  if (fb == NULL) return;
-  assert(fb->in_flight == 0 && "a call still uses this fallback");
+static void destroy(clink_fallback *fb) {
   for (size_t i = 0; i < fb->n; i++) clink__free(fb->steps[i].text);
   fb->cache->ops->destroy(fb->cache);
   clink__free(fb->operation);
   clink__free(fb);
+}
+
+void clink_fallback_free(clink_fallback *fb) {
+  if (fb == NULL) return;
+  /* A registry freed from a call's own callback must not pull the chain
+   * from under the calls still walking it. */
+  if (fb->in_flight) {
+    fb->free_pending = 1;
+    return;
+  }
+  destroy(fb);
+}
+
+void clink__fallback_unuse(clink_fallback *fb) {
+  if (--fb->in_flight == 0 && fb->free_pending) destroy(fb);
 }
 
 const char *clink_fallback_operation(const clink_fallback *fb) {

@@ -196,11 +196,10 @@ void clink__ask_report(clink_ask_call *a) {
   } else if (a->answer == NULL) {
     clink__ask_set_answer(a, NULL, 0);
   }
-  /* The fallback is not touched after the user callback: it may free it. */
-  if (a->fb) {
-    clink__fallback_count_end(a->fb, a->source, a->status, a->klass, a->steps_tried > 0);
-    a->fb->in_flight--;
-  }
+  /* Counted before the user callback (its statistics include this call);
+   * released after it: a fallback freed meanwhile goes with the last call. */
+  clink_fallback *fb = a->fb;
+  if (fb) clink__fallback_count_end(fb, a->source, a->status, a->klass, a->steps_tried > 0);
   /* Sources without a turn of their own deliver one message. */
   if (a->status == 0 && a->msg_cb && !a->streamed) {
     clink_msg *m = synthesize(a);
@@ -211,6 +210,7 @@ void clink__ask_report(clink_ask_call *a) {
   }
   if (a->cb) a->cb(a, a->status, a->ud);
   if (a->hit.handle) a->hit_ops->release(NULL, &a->hit);
+  if (fb) clink__fallback_unuse(fb);
   a->result = NULL;
   clink__ask_maybe_free(a);
 }
