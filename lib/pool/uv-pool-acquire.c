@@ -188,9 +188,9 @@ static int serve_from_idle(clink_pool *p, pool_req *r, uint64_t now) {
  * conversation, else the oldest waiter for any member, else idle. */
 void clink__pool_offer(clink_pool *p, pool_member *m) {
   pool_req *generic = NULL, *r = NULL;
-  const char *sid = clink__pool_member_sid(m);
   int any_ok = serves_generic(p, m);
   if (!p->closing && p->n_wait) {
+    const char *sid = clink__pool_member_sid(m);
     for (pool_req *w = p->waitq.head; w; w = w->next) {
       if (w->sid == NULL) {
         if (generic == NULL && any_ok) generic = w;
