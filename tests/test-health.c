@@ -382,6 +382,39 @@ static clink_client_metrics cm(uint64_t ok, uint64_t failed, uint64_t errors, ui
 /* Counters move by what changed since the last look; a session seen for
  * the first time counts its connect time once; gone sessions are
  * forgotten; one seen twice in a pass counts once. */
+/* After a burst of sessions the monitor's tables shrink back. */
+START_TEST(tables_shrink_after_a_burst) {
+  int *arr = NULL;
+  size_t cap = 0;
+  ck_assert_int_eq(clink__hs_reserve((void **)&arr, &cap, 1000, sizeof(*arr)), 0);
+  ck_assert_uint_ge(cap, 1000);
+  for (int i = 0; i < 1000; i++) arr[i] = i;
+  ck_assert_int_eq(clink__hs_reserve((void **)&arr, &cap, 10, sizeof(*arr)), 0);
+  ck_assert_uint_le(cap, 20);
+  ck_assert_uint_ge(cap, 10);
+  for (int i = 0; i < 10; i++) ck_assert_int_eq(arr[i], i);
+  ck_assert_int_eq(clink__hs_reserve((void **)&arr, &cap, 9, sizeof(*arr)), 0);
+  ck_assert_uint_le(cap, 20); /* small tables stay as they are */
+  clink_free(arr);
+
+  clink__tracker t;
+  memset(&t, 0, sizeof(t));
+  ck_assert_int_eq(clink__tracker_begin(&t, 5000), 0);
+  clink__tracker_end(&t);
+  ck_assert_int_eq(clink__tracker_begin(&t, 5000), 0);
+  ck_assert_uint_ge(t.spare_cap, 10000);
+  clink__tracker_end(&t);
+  ck_assert_int_eq(clink__tracker_begin(&t, 3), 0);
+  ck_assert_uint_le(t.spare_cap, 16);
+  clink__tracker_end(&t);
+  ck_assert_int_eq(clink__tracker_begin(&t, 3), 0);
+  ck_assert_uint_le(t.spare_cap, 16);
+  ck_assert_uint_le(t.cap, 16); /* both tables, after two passes */
+  clink__tracker_end(&t);
+  clink__tracker_free(&t);
+}
+END_TEST
+
 START_TEST(tracker_counts_deltas) {
   clink__tracker t;
   memset(&t, 0, sizeof(t));
@@ -2191,6 +2224,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, course_report_text);
   tcase_add_test(tc, histogram_buckets);
   tcase_add_test(tc, tracker_counts_deltas);
+  tcase_add_test(tc, tables_shrink_after_a_burst);
   tcase_add_test(tc, procfs_parsers);
   TC("render", 10);
   tcase_add_test(tc, detailed_matches_the_seed);

@@ -285,7 +285,10 @@ int clink__tracker_begin(clink__tracker *t, size_t n) {
   /* Load factor <= 1/2, a power of two. */
   size_t cap = 16;
   while (cap < 2 * (n + 1)) cap *= 2;
-  if (t->spare_cap < cap) {
+  /* A table far above what is needed (a burst of sessions ended) is
+   * replaced by one of the right size: memory and the clearing below go
+   * back down with the sessions. */
+  if (t->spare_cap < cap || t->spare_cap > 4 * cap) {
     clink__tsess *s = clink__calloc(cap, sizeof(*s));
     if (s == NULL) return UV_ENOMEM;
     clink__free(t->spare);
@@ -367,7 +370,19 @@ void clink__tracker_free(clink__tracker *t) {
 /* ------------------------------------------------------------- snapshot */
 
 int clink__hs_reserve(void **arr, size_t *cap, size_t n, size_t elem) {
-  if (n <= *cap) return 0;
+  if (n <= *cap) {
+    /* Far below its peak (a burst ended): give the memory back. A failed
+     * shrink keeps the larger block. */
+    if (*cap > 64 && n < *cap / 4) {
+      size_t c = n < 4 ? 8 : 2 * n;
+      void *p = realloc(*arr, c * elem);
+      if (p != NULL) {
+        *arr = p;
+        *cap = c;
+      }
+    }
+    return 0;
+  }
   size_t c = *cap ? *cap : 8;
   while (c < n) c *= 2;
   if (c > SIZE_MAX / elem) return UV_ENOMEM;

@@ -240,7 +240,9 @@ struct clink_health_snapshot {
 /* Runs a fallback provider into the snapshot's fallback section. */
 int clink__hs_collect_fallbacks(clink_health_snapshot *s, clink_health_fallback_fn fn, void *ud);
 
-/* Grows an array of the snapshot to hold n (never shrinks). */
+/* Sizes an array of the snapshot (or the monitor) to hold n: grows by
+ * doubling, and shrinks back once n falls under a quarter of a capacity
+ * above 64. The first n elements are kept. */
 int clink__hs_reserve(void **arr, size_t *cap, size_t n, size_t elem);
 
 /* The renderings (render.c, prom.c) and their writer (writer.c). The
