@@ -1846,15 +1846,16 @@ CLINK_EXTERN int clink_fallback_reply_done(clink_fallback_reply *reply, int stat
 /* Fallbacks by operation, for hosts and health reports. A new registry holds
  * the seed's two: "chat" and "create_session" (clink_fallback_new_seed()). */
 CLINK_EXTERN int clink_fallback_registry_new(clink_fallback_registry **out);
-/* Frees the registry and every fallback in it (NULL is a no-op). */
+/* Frees the registry and every fallback in it (NULL is a no-op); a fallback
+ * that calls still use goes when the last of them ends. */
 CLINK_EXTERN void clink_fallback_registry_free(clink_fallback_registry *reg);
 /* Adds an empty fallback for operation (UV_EEXIST if the name is taken);
  * *out (may be NULL) is the registry's, freed with it. */
 CLINK_EXTERN int clink_fallback_registry_add(clink_fallback_registry *reg, const char *operation,
                                              clink_fallback **out);
 /* Removes and frees the operation's fallback (e.g. the seed's "chat", to
- * add one with a chain of the host's own). No call may be using it.
- * UV_ENOENT when absent. */
+ * add one with a chain of the host's own), as clink_fallback_free(): calls
+ * using it keep it until they end. UV_ENOENT when absent. */
 CLINK_EXTERN int clink_fallback_registry_remove(clink_fallback_registry *reg,
                                                 const char *operation);
 /* NULL when absent. */
